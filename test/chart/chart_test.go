@@ -199,6 +199,14 @@ func TestDefaultsServerPod(t *testing.T) {
 				t.Errorf("spread %s selects other pods (-deployment +spread):\n%s", tsc.TopologyKey, diff)
 			}
 		}
+		aa := spec.Affinity
+		if aa == nil || aa.PodAntiAffinity == nil || len(aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {
+			t.Fatalf("affinity = %+v, want one preferred pod anti-affinity term", aa)
+		}
+		term := aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm
+		if diff := cmp.Diff(d.Spec.Selector.MatchLabels, term.LabelSelector.MatchLabels); term.TopologyKey != "kubernetes.io/hostname" || diff != "" {
+			t.Errorf("anti-affinity on %q selects other pods (-deployment +term):\n%s", term.TopologyKey, diff)
+		}
 		if d.Spec.Template.Annotations["checksum/config"] == "" {
 			t.Error("no checksum/config annotation")
 		}
