@@ -481,3 +481,8 @@ func exitStatus(err error) string {
 	}
 	return err.Error()
 }
+
+const (
+	serving    = healthpb.HealthCheckResponse_SERVING
+	notServing = healthpb.HealthCheckResponse_NOT_SERVING
+)
