@@ -104,6 +104,7 @@ type redisServer struct {
 	opts redisOpts
 	dir  string
 	port int
+	bus  int // cluster bus port, when opts.cluster
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -119,6 +120,10 @@ func startRedis(t *testing.T, opts redisOpts) *redisServer {
 	var lastErr error
 	for range 5 {
 		r.port = freePort(t)
+		if opts.cluster {
+			// The default bus port, port+10000, may be taken or out of range.
+			r.bus = freePort(t)
+		}
 		if lastErr = r.start(); lastErr == nil {
 			return r
 		}
@@ -146,7 +151,7 @@ func (r *redisServer) args() []string {
 	}
 	if r.opts.cluster {
 		a = append(a, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
-			"--cluster-node-timeout", "5000")
+			"--cluster-port", strconv.Itoa(r.bus), "--cluster-node-timeout", "5000")
 	}
 	return append(a, r.opts.extra...)
 }
