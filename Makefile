@@ -74,6 +74,10 @@ test: ## unit and in-process tests with -race; fails under $(COVERAGE_MIN)% line
 	  awk -v t="$$total" -v m="$(COVERAGE_MIN)" 'BEGIN { exit (t + 0 >= m) ? 0 : 1 }' || \
 	    { echo "coverage $$total% is below the $(COVERAGE_MIN)% gate"; exit 1; }
 
+.PHONY: test-integration
+test-integration: ## real redis-server (single, AOF, Cluster) and real server replicas: exactly-once, restarts, outage, shutdown
+	go test -race -tags integration -count=1 -timeout 3m ./tests/...
+
 .PHONY: vuln
 vuln: ## scan dependencies for known vulnerabilities
 	$(GOVULNCHECK) ./...
