@@ -131,6 +131,7 @@ func (b *bench) run(memN int) error {
 	getData, _ := json.Marshal(idData)
 
 	fmt.Printf("# payments-svc benchmark, %s\n\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("Load average at start: %s\n\n", loadavg())
 	fmt.Printf("ghz %s, %s per run, 1 connection, Redis %s (no persistence), server log level info.\n\n", ghz, b.duration, b.redis)
 
 	// Warm both servers up (connections, scripts, JIT-free but caches and
@@ -217,6 +218,7 @@ func (b *bench) run(memN int) error {
 			return err
 		}
 	}
+	fmt.Printf("Load average at the end: %s\n", loadavg())
 	return nil
 }
 
@@ -647,4 +649,18 @@ func usedMemory(ctx context.Context, c *redis.Client) (int64, error) {
 		}
 	}
 	return 0, errors.New("no used_memory in INFO memory")
+}
+
+// loadavg is /proc/loadavg's first three fields: the machine is shared, so
+// the reader should know how busy it was.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
