@@ -33,9 +33,13 @@ COVERAGE_MIN := 80
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# DEV_WEBHOOK_SECRET is base64 of "dev-only-webhook-secret-change-me": a
+# deliberately public secret for local runs. Never use it anywhere else.
+DEV_WEBHOOK_SECRET := whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l
+
 .PHONY: run
-run: ## run the server on the embedded in-process Redis (data is lost on exit)
-	go run ./cmd/server
+run: ## run the server on the embedded in-process Redis (data is lost on exit) with a dev webhook secret
+	PAYMENTS_WEBHOOK_SECRETS=$${PAYMENTS_WEBHOOK_SECRETS:-$(DEV_WEBHOOK_SECRET)} go run ./cmd/server
 
 .PHONY: build
 build: ## build bin/payments-svc

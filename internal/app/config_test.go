@@ -10,6 +10,7 @@ import (
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Setenv("PAYMENTS_WEBHOOK_SECRETS", testSecret)
 	cfg, err := LoadConfig()
 	if err != nil {
 		t.Fatalf("LoadConfig() error = %v", err)
@@ -17,6 +18,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		Environment:      "development",
 		GRPCAddr:         ":50051",
+		HTTPAddr:         ":8080",
 		GRPCReflection:   true,
 		GRPCMaxRecvBytes: 65536,
 		ShutdownTimeout:  15 * time.Second,
@@ -28,6 +30,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			ReadTimeout:  500 * time.Millisecond,
 			WriteTimeout: 500 * time.Millisecond,
 		},
+		Webhook: WebhookConfig{Secrets: []string{testSecret}, Tolerance: 5 * time.Minute},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("LoadConfig() defaults mismatch (-want +got):\n%s", diff)
@@ -70,10 +73,23 @@ func TestLoadConfig(t *testing.T) {
 		{name: "single mode with two addresses", env: map[string]string{"PAYMENTS_REDIS_MODE": "single", "PAYMENTS_REDIS_ADDRS": "a:1,b:2"}, wantErr: "one address"},
 		{name: "negative pool size", env: map[string]string{"PAYMENTS_REDIS_POOL_SIZE": "-1"}, wantErr: "PAYMENTS_REDIS_POOL_SIZE"},
 		{name: "negative db", env: map[string]string{"PAYMENTS_REDIS_DB": "-1"}, wantErr: "PAYMENTS_REDIS_DB"},
+		{name: "two webhook secrets for rotation", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": testSecret + ",whsec_b3RoZXItc2VjcmV0LWZvci1yb3RhdGlvbi10ZXN0cw=="},
+			check: func(t *testing.T, c Config) {
+				if got := len(c.Webhook.keys()); got != 2 {
+					t.Errorf("decoded %d webhook keys, want 2", got)
+				}
+			}},
+		{name: "no webhook secret", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": ""}, wantErr: "PAYMENTS_WEBHOOK_SECRETS is required"},
+		{name: "webhook secret without prefix", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": "c2VjcmV0"}, wantErr: "PAYMENTS_WEBHOOK_SECRETS entry 1"},
+		{name: "short webhook secret", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": "whsec_c2hvcnQ="}, wantErr: "at least 24 bytes"},
+		{name: "zero webhook tolerance", env: map[string]string{"PAYMENTS_WEBHOOK_TOLERANCE": "0s"}, wantErr: "PAYMENTS_WEBHOOK_TOLERANCE"},
 		{name: "every error reported", env: map[string]string{"PAYMENTS_REDIS_MODE": "ring", "PAYMENTS_ENVIRONMENT": "qa"}, wantErr: "PAYMENTS_REDIS_MODE must be auto"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if _, set := tt.env["PAYMENTS_WEBHOOK_SECRETS"]; !set {
+				t.Setenv("PAYMENTS_WEBHOOK_SECRETS", testSecret)
+			}
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
