@@ -65,6 +65,17 @@ test: ## unit and in-process tests with -race; fails under $(COVERAGE_MIN)% line
 vuln: ## scan dependencies for known vulnerabilities
 	$(GOVULNCHECK) ./...
 
+KUBE_BIN := $(CURDIR)/.cache/kube/bin
+
+.PHONY: kube-tools
+kube-tools: ## build the pinned control plane, kwok and helm into .cache/kube/bin (cold ~10 min, then skipped)
+	test/kube/build.sh "$(KUBE_BIN)"
+
+.PHONY: chart-e2e
+chart-e2e: kube-tools ## check charts/payments on a real API server, controllers and kwok on 127.0.0.1
+	cd test/kube && go vet ./controlplane/ ./e2e/
+	cd test/kube && KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m ./e2e/
+
 .PHONY: clean
 clean: ## remove build output and coverage files
 	rm -rf bin coverage.out coverage.html
