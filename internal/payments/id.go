@@ -67,3 +67,11 @@ func ParseID(id string) (tag string, err error) {
 	}
 	return tag, nil
 }
+
+// Digest is the full SHA-256, in hex, of a client-chosen string such as an
+// idempotency key or a webhook id: it names Redis keys without letting the
+// client choose their length or characters.
+func Digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,229 @@
+// Package storage owns the persistence of payments-svc in Redis: the key
+// layout, the Lua scripts that make creation atomic, and the translation of
+// Redis failures into the payments error vocabulary. It works the same on a
+// single node, behind Sentinel, and on Redis Cluster, because every key one
+// script touches carries the same hash tag.
+package storage
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/payments-svc/payments-svc/internal/payments"
+)
+
+//go:embed create.lua
+var createSource string
+
+// createScript is shared by every Repository: go-redis runs it by EVALSHA and
+// falls back to EVAL (which also caches it) when the server answers NOSCRIPT,
+// as it does after a restart or failover.
+var createScript = redis.NewScript(createSource)
+
+// keyPrefix namespaces every key of the service.
+const keyPrefix = "pmt:"
+
+// Options tunes retention.
+type Options struct {
+	// IdempotencyTTL is how long a key is remembered; after it the same key
+	// creates a new payment.
+	IdempotencyTTL time.Duration
+	// PaymentTTL is how long payment records are kept; 0 keeps them forever.
+	PaymentTTL time.Duration
+}
+
+// Repository stores payments and idempotency records in Redis.
+type Repository struct {
+	client redis.UniversalClient
+	opts   Options
+}
+
+// New returns a Repository on an existing client. The caller owns the client.
+func New(client redis.UniversalClient, opts Options) *Repository {
+	return &Repository{client: client, opts: opts}
+}
+
+// IdempotencyKey is the Redis key of the idempotency record for a client key.
+// The client's key is hashed so its length and characters never matter.
+func IdempotencyKey(idempotencyKey string) string {
+	return keyPrefix + "{" + payments.HashTag(idempotencyKey) + "}:idem:" + payments.Digest(idempotencyKey)
+}
+
+// PaymentKey is the Redis key of a payment record. tag comes from
+// payments.ParseID or payments.HashTag.
+func PaymentKey(tag, paymentID string) string {
+	return keyPrefix + "{" + tag + "}:pay:" + paymentID
+}
+
+// LoadScripts caches the Lua scripts on the server ahead of the first call.
+// It is an optimisation only: a missing script is loaded on first use.
+func (r *Repository) LoadScripts(ctx context.Context) error {
+	if err := createScript.Load(ctx, r.client).Err(); err != nil {
+		return classify("load scripts", err)
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers.
+func (r *Repository) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return classify("ping", err)
+	}
+	return nil
+}
+
+// maxIDAttempts bounds the retries after a payment_id collision, which needs
+// two ULIDs to collide in the same millisecond and slot: it never happens in
+// practice, but if it did the payment must not overwrite another.
+const maxIDAttempts = 3
+
+// Create stores p under its idempotency key in one round trip, unless the key
+// is taken. For a taken key it returns the stored receipt (OutcomeReplayed)
+// when the fingerprint matches, and payments.ErrIdempotencyKeyReused
+// (OutcomeMismatch) when it does not.
+func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint string) (payments.Receipt, payments.Outcome, error) {
+	md := ""
+	if len(p.Metadata) > 0 {
+		b, err := json.Marshal(p.Metadata)
+		if err != nil {
+			return payments.Receipt{}, "", fmt.Errorf("encode metadata: %w", err)
+		}
+		md = string(b)
+	}
+	tag := payments.HashTag(p.IdempotencyKey)
+	idemKey := IdempotencyKey(p.IdempotencyKey)
+
+	for range maxIDAttempts {
+		res, err := createScript.Run(ctx, r.client,
+			[]string{idemKey, PaymentKey(tag, p.ID)},
+			fingerprint,
+			r.opts.IdempotencyTTL.Milliseconds(),
+			r.opts.PaymentTTL.Milliseconds(),
+			p.ID,
+			int(p.Status),
+			p.Message,
+			p.CreatedAt.UnixNano(),
+			p.AmountMinor,
+			p.Currency,
+			p.OrderID,
+			p.IdempotencyKey,
+			md,
+		).StringSlice()
+		if err != nil {
+			return payments.Receipt{}, "", classify("create payment", err)
+		}
+		switch {
+		case len(res) == 1 && res[0] == "created":
+			return p.Receipt(), payments.OutcomeCreated, nil
+		case len(res) == 1 && res[0] == "mismatch":
+			return payments.Receipt{}, payments.OutcomeMismatch, payments.ErrIdempotencyKeyReused
+		case len(res) == 5 && res[0] == "replay":
+			rc, err := decodeReceipt(res[1], res[2], res[3], res[4], p.IdempotencyKey)
+			if err != nil {
+				return payments.Receipt{}, "", err
+			}
+			return rc, payments.OutcomeReplayed, nil
+		case len(res) == 1 && res[0] == "collision":
+			p.ID = payments.NewID(p.IdempotencyKey, p.CreatedAt)
+		default:
+			return payments.Receipt{}, "", fmt.Errorf("create payment: unexpected script reply %q", res)
+		}
+	}
+	return payments.Receipt{}, "", fmt.Errorf("create payment: payment_id collided %d times", maxIDAttempts)
+}
+
+// Get returns the payment with the given id, payments.ErrMalformedID for
+// something that is not a payment_id, or payments.ErrNotFound.
+func (r *Repository) Get(ctx context.Context, id string) (payments.Payment, error) {
+	tag, err := payments.ParseID(id)
+	if err != nil {
+		return payments.Payment{}, err
+	}
+	fields, err := r.client.HGetAll(ctx, PaymentKey(tag, id)).Result()
+	if err != nil {
+		return payments.Payment{}, classify("get payment", err)
+	}
+	if len(fields) == 0 {
+		return payments.Payment{}, fmt.Errorf("%w: %s", payments.ErrNotFound, id)
+	}
+	return decodePayment(fields)
+}
+
+func decodeReceipt(id, status, message, createdAt, key string) (payments.Receipt, error) {
+	st, err := strconv.Atoi(status)
+	if err != nil {
+		return payments.Receipt{}, fmt.Errorf("decode stored status %q: %w", status, err)
+	}
+	ts, err := strconv.ParseInt(createdAt, 10, 64)
+	if err != nil {
+		return payments.Receipt{}, fmt.Errorf("decode stored created_at %q: %w", createdAt, err)
+	}
+	return payments.Receipt{
+		PaymentID:      id,
+		Status:         payments.Status(st),
+		Message:        message,
+		IdempotencyKey: key,
+		CreatedAt:      time.Unix(0, ts).UTC(),
+	}, nil
+}
+
+func decodePayment(f map[string]string) (payments.Payment, error) {
+	rc, err := decodeReceipt(f["id"], f["st"], f["msg"], f["ts"], f["ik"])
+	if err != nil {
+		return payments.Payment{}, err
+	}
+	amount, err := strconv.ParseInt(f["amt"], 10, 64)
+	if err != nil {
+		return payments.Payment{}, fmt.Errorf("decode stored amount %q: %w", f["amt"], err)
+	}
+	var md map[string]string
+	if f["md"] != "" {
+		if err := json.Unmarshal([]byte(f["md"]), &md); err != nil {
+			return payments.Payment{}, fmt.Errorf("decode stored metadata: %w", err)
+		}
+	}
+	return payments.Payment{
+		ID:             rc.PaymentID,
+		Status:         rc.Status,
+		AmountMinor:    amount,
+		Currency:       f["cur"],
+		OrderID:        f["ord"],
+		IdempotencyKey: rc.IdempotencyKey,
+		Message:        rc.Message,
+		CreatedAt:      rc.CreatedAt,
+		Metadata:       md,
+	}, nil
+}
+
+// transientReplies are Redis error replies that mean "not now" rather than
+// "never": the node is loading, failing over, or out of memory.
+var transientReplies = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "OOM"}
+
+// classify wraps a Redis failure for the layers above. Context errors pass
+// through as they are; connection failures, timeouts and transient replies
+// become payments.ErrUnavailable; any other error reply is a bug and stays
+// opaque.
+func classify(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) && !errors.Is(err, redis.ErrClosed) {
+		msg := err.Error()
+		for _, prefix := range transientReplies {
+			if strings.HasPrefix(msg, prefix) {
+				return fmt.Errorf("%s: %w: %w", op, payments.ErrUnavailable, err)
+			}
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, payments.ErrUnavailable, err)
+}

@@ -1,0 +1,374 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/payments-svc/payments-svc/internal/payments"
+)
+
+var testOptions = Options{IdempotencyTTL: 24 * time.Hour}
+
+func newRepo(t *testing.T, opts Options) (*Repository, *miniredis.Miniredis) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { client.Close() })
+	return New(client, opts), mr
+}
+
+func request(key string) payments.Request {
+	return payments.Request{
+		AmountMinor:    1234,
+		Currency:       "USD",
+		OrderID:        "order-1",
+		IdempotencyKey: key,
+		Metadata:       map[string]string{"channel": "web"},
+	}
+}
+
+var t0 = time.Date(2026, 11, 22, 9, 30, 0, 123456789, time.UTC)
+
+func TestCreateThenGet(t *testing.T) {
+	repo, _ := newRepo(t, testOptions)
+	ctx := context.Background()
+	req := request("k1")
+	p := payments.New(req, t0)
+
+	rc, outcome, err := repo.Create(ctx, p, payments.Fingerprint(req))
+	if err != nil {
+		t.Fatalf("Create() error = %v", err)
+	}
+	if outcome != payments.OutcomeCreated {
+		t.Errorf("Create() outcome = %q, want %q", outcome, payments.OutcomeCreated)
+	}
+	if diff := cmp.Diff(p.Receipt(), rc); diff != "" {
+		t.Errorf("Create() receipt mismatch (-want +got):\n%s", diff)
+	}
+
+	got, err := repo.Get(ctx, p.ID)
+	if err != nil {
+		t.Fatalf("Get(%q) error = %v", p.ID, err)
+	}
+	if diff := cmp.Diff(p, got); diff != "" {
+		t.Errorf("Get() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestCreateIdempotency(t *testing.T) {
+	tests := []struct {
+		name        string
+		second      func(payments.Request) payments.Request
+		wantOutcome payments.Outcome
+		wantErr     error
+	}{
+		{name: "same payload replays", second: func(r payments.Request) payments.Request { return r }, wantOutcome: payments.OutcomeReplayed},
+		{name: "different amount is a mismatch", second: func(r payments.Request) payments.Request { r.AmountMinor++; return r }, wantOutcome: payments.OutcomeMismatch, wantErr: payments.ErrIdempotencyKeyReused},
+		{name: "different metadata is a mismatch", second: func(r payments.Request) payments.Request {
+			r.Metadata = map[string]string{"channel": "app"}
+			return r
+		}, wantOutcome: payments.OutcomeMismatch, wantErr: payments.ErrIdempotencyKeyReused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, mr := newRepo(t, testOptions)
+			ctx := context.Background()
+			req := request("k1")
+			first := payments.New(req, t0)
+			want, _, err := repo.Create(ctx, first, payments.Fingerprint(req))
+			if err != nil {
+				t.Fatalf("first Create() error = %v", err)
+			}
+			keysBefore := mr.Keys()
+
+			req2 := tt.second(req)
+			second := payments.New(req2, t0.Add(time.Second))
+			got, outcome, err := repo.Create(ctx, second, payments.Fingerprint(req2))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("second Create() error = %v, want %v", err, tt.wantErr)
+			}
+			if outcome != tt.wantOutcome {
+				t.Errorf("second Create() outcome = %q, want %q", outcome, tt.wantOutcome)
+			}
+			if tt.wantErr == nil {
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("replayed receipt mismatch (-want +got):\n%s", diff)
+				}
+			}
+			if diff := cmp.Diff(keysBefore, mr.Keys()); diff != "" {
+				t.Errorf("second Create() changed the key set (-before +after):\n%s", diff)
+			}
+			if _, err := repo.Get(ctx, second.ID); !errors.Is(err, payments.ErrNotFound) {
+				t.Errorf("Get(second id) error = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestReplayReturnsOriginalReceiptAfterStatusChange(t *testing.T) {
+	repo, mr := newRepo(t, testOptions)
+	ctx := context.Background()
+	req := request("k1")
+	p := payments.New(req, t0)
+	if _, _, err := repo.Create(ctx, p, payments.Fingerprint(req)); err != nil {
+		t.Fatalf("Create() error = %v", err)
+	}
+	// Settle the payment behind the repository's back, as a webhook would.
+	mr.HSet(PaymentKey(payments.HashTag("k1"), p.ID), "st", "2", "msg", "settled")
+
+	got, outcome, err := repo.Create(ctx, payments.New(req, t0.Add(time.Hour)), payments.Fingerprint(req))
+	if err != nil || outcome != payments.OutcomeReplayed {
+		t.Fatalf("replay Create() = %v, %v, want replayed, nil", outcome, err)
+	}
+	if diff := cmp.Diff(p.Receipt(), got); diff != "" {
+		t.Errorf("replay after settlement mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	tests := []struct {
+		name            string
+		opts            Options
+		advance         time.Duration
+		wantReplay      bool
+		wantPaymentKept bool
+	}{
+		{name: "key remembered inside its TTL", opts: Options{IdempotencyTTL: time.Hour}, advance: 59 * time.Minute, wantReplay: true, wantPaymentKept: true},
+		{name: "key forgotten after its TTL, payment kept", opts: Options{IdempotencyTTL: time.Hour}, advance: 61 * time.Minute, wantReplay: false, wantPaymentKept: true},
+		{name: "payment expires with its own TTL", opts: Options{IdempotencyTTL: time.Hour, PaymentTTL: 2 * time.Hour}, advance: 121 * time.Minute, wantReplay: false, wantPaymentKept: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, mr := newRepo(t, tt.opts)
+			ctx := context.Background()
+			req := request("k1")
+			first := payments.New(req, t0)
+			if _, _, err := repo.Create(ctx, first, payments.Fingerprint(req)); err != nil {
+				t.Fatalf("Create() error = %v", err)
+			}
+			mr.FastForward(tt.advance)
+
+			rc, outcome, err := repo.Create(ctx, payments.New(req, t0.Add(tt.advance)), payments.Fingerprint(req))
+			if err != nil {
+				t.Fatalf("second Create() error = %v", err)
+			}
+			if got := outcome == payments.OutcomeReplayed; got != tt.wantReplay {
+				t.Errorf("second Create() replayed = %v, want %v", got, tt.wantReplay)
+			}
+			if !tt.wantReplay && rc.PaymentID == first.ID {
+				t.Errorf("after TTL the key returned the old payment %s, want a new one", first.ID)
+			}
+			_, err = repo.Get(ctx, first.ID)
+			if got := err == nil; got != tt.wantPaymentKept {
+				t.Errorf("Get(first) kept = %v (err %v), want %v", got, err, tt.wantPaymentKept)
+			}
+		})
+	}
+}
+
+func TestCreateRetriesOnIDCollision(t *testing.T) {
+	repo, mr := newRepo(t, testOptions)
+	req := request("k1")
+	p := payments.New(req, t0)
+	mr.HSet(PaymentKey(payments.HashTag("k1"), p.ID), "id", p.ID)
+
+	rc, outcome, err := repo.Create(context.Background(), p, payments.Fingerprint(req))
+	if err != nil || outcome != payments.OutcomeCreated {
+		t.Fatalf("Create() = %v, %v, want created, nil", outcome, err)
+	}
+	if rc.PaymentID == p.ID {
+		t.Errorf("Create() reused the colliding id %s, want a fresh one", p.ID)
+	}
+	if got := mr.HGet(PaymentKey(payments.HashTag("k1"), p.ID), "amt"); got != "" {
+		t.Errorf("colliding record was overwritten: amt = %q, want untouched", got)
+	}
+}
+
+func TestConcurrentCreateOneKey(t *testing.T) {
+	repo, mr := newRepo(t, testOptions)
+	const callers = 64
+	req := request("shared-key")
+	fp := payments.Fingerprint(req)
+
+	var wg sync.WaitGroup
+	receipts := make([]payments.Receipt, callers)
+	outcomes := make([]payments.Outcome, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() {
+			receipts[i], outcomes[i], errs[i] = repo.Create(context.Background(), payments.New(req, time.Now()), fp)
+		})
+	}
+	wg.Wait()
+
+	created := 0
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: Create() error = %v", i, errs[i])
+		}
+		if outcomes[i] == payments.OutcomeCreated {
+			created++
+		}
+		if diff := cmp.Diff(receipts[0], receipts[i]); diff != "" {
+			t.Errorf("caller %d receipt differs from caller 0 (-0 +%d):\n%s", i, i, diff)
+		}
+	}
+	if created != 1 {
+		t.Errorf("created outcomes = %d, want exactly 1", created)
+	}
+	if got := len(mr.Keys()); got != 2 {
+		t.Errorf("Redis holds %d keys, want 2 (one payment, one idempotency record): %v", got, mr.Keys())
+	}
+}
+
+func TestKeysShareHashTag(t *testing.T) {
+	p := payments.New(request("k1"), t0)
+	tag, err := payments.ParseID(p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idem, pay := IdempotencyKey("k1"), PaymentKey(tag, p.ID)
+	want := "{" + payments.HashTag("k1") + "}"
+	for _, k := range []string{idem, pay} {
+		if got := k[len(keyPrefix) : len(keyPrefix)+len(want)]; got != want {
+			t.Errorf("key %q hash tag = %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestGetErrors(t *testing.T) {
+	repo, _ := newRepo(t, testOptions)
+	unknown := payments.NewID("nobody", t0)
+	tests := []struct {
+		id      string
+		wantErr error
+	}{
+		{id: "", wantErr: payments.ErrMalformedID},
+		{id: "pay_123", wantErr: payments.ErrMalformedID},
+		{id: unknown, wantErr: payments.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.id), func(t *testing.T) {
+			if _, err := repo.Get(context.Background(), tt.id); !errors.Is(err, tt.wantErr) {
+				t.Errorf("Get(%q) error = %v, want %v", tt.id, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestCorruptRecordIsAnError(t *testing.T) {
+	repo, mr := newRepo(t, testOptions)
+	id := payments.NewID("k1", t0)
+	tag, _ := payments.ParseID(id)
+	tests := map[string][]string{
+		"status":     {"id", id, "st", "x", "ts", "1", "amt", "1"},
+		"created_at": {"id", id, "st", "1", "ts", "x", "amt", "1"},
+		"amount":     {"id", id, "st", "1", "ts", "1", "amt", "x"},
+		"metadata":   {"id", id, "st", "1", "ts", "1", "amt", "1", "md", "{"},
+	}
+	for name, fields := range tests {
+		t.Run(name, func(t *testing.T) {
+			mr.Del(PaymentKey(tag, id))
+			mr.HSet(PaymentKey(tag, id), fields...)
+			_, err := repo.Get(context.Background(), id)
+			if err == nil || errors.Is(err, payments.ErrUnavailable) || errors.Is(err, payments.ErrNotFound) {
+				t.Errorf("Get() error = %v, want a decoding error", err)
+			}
+		})
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	// A listener that is closed at once: dials are refused quickly.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+	repo := New(client, testOptions)
+	ctx := context.Background()
+	req := request("k1")
+
+	checks := map[string]func() error{
+		"create": func() error {
+			_, _, err := repo.Create(ctx, payments.New(req, t0), payments.Fingerprint(req))
+			return err
+		},
+		"get":          func() error { _, err := repo.Get(ctx, payments.NewID("k1", t0)); return err },
+		"ping":         func() error { return repo.Ping(ctx) },
+		"load scripts": func() error { return repo.LoadScripts(ctx) },
+	}
+	for name, call := range checks {
+		t.Run(name, func(t *testing.T) {
+			if err := call(); !errors.Is(err, payments.ErrUnavailable) {
+				t.Errorf("error = %v, want ErrUnavailable", err)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name            string
+		err             error
+		wantUnavailable bool
+		wantIs          error
+	}{
+		{name: "canceled", err: context.Canceled, wantIs: context.Canceled},
+		{name: "deadline", err: context.DeadlineExceeded, wantIs: context.DeadlineExceeded},
+		{name: "loading", err: redisReply("LOADING Redis is loading the dataset in memory"), wantUnavailable: true},
+		{name: "oom", err: redisReply("OOM command not allowed when used memory > 'maxmemory'."), wantUnavailable: true},
+		{name: "clusterdown", err: redisReply("CLUSTERDOWN The cluster is down"), wantUnavailable: true},
+		{name: "script bug", err: redisReply("ERR user_script:1: Script attempted to access nonexistent global variable"), wantUnavailable: false},
+		{name: "pool timeout", err: redis.ErrPoolTimeout, wantUnavailable: true},
+		{name: "closed client", err: redis.ErrClosed, wantUnavailable: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := classify("op", tt.err)
+			if errors.Is(got, payments.ErrUnavailable) != tt.wantUnavailable {
+				t.Errorf("classify(%v) = %v, unavailable = %v, want %v", tt.err, got, !tt.wantUnavailable, tt.wantUnavailable)
+			}
+			if !errors.Is(got, tt.err) {
+				t.Errorf("classify(%v) = %v, want it to wrap the cause", tt.err, got)
+			}
+		})
+	}
+}
+
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (redisReply) RedisError()     {}
+
+func TestLoadScriptsThenRunBySHA(t *testing.T) {
+	repo, _ := newRepo(t, testOptions)
+	ctx := context.Background()
+	if err := repo.LoadScripts(ctx); err != nil {
+		t.Fatalf("LoadScripts() error = %v", err)
+	}
+	if err := repo.Ping(ctx); err != nil {
+		t.Fatalf("Ping() error = %v", err)
+	}
+	// After a Redis restart or failover the script cache is empty: Create must
+	// still work through the EVAL fallback.
+	if err := repo.client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatalf("SCRIPT FLUSH error = %v", err)
+	}
+	req := request("k1")
+	if _, outcome, err := repo.Create(ctx, payments.New(req, t0), payments.Fingerprint(req)); err != nil || outcome != payments.OutcomeCreated {
+		t.Errorf("Create() after restart = %v, %v, want created, nil", outcome, err)
+	}
+}

@@ -1,0 +1,483 @@
+package grpctransport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/storage"
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+var fixedNow = time.Date(2026, 11, 22, 12, 0, 0, 987654321, time.UTC)
+
+type env struct {
+	client paymentsv1.PaymentServiceClient
+	health healthpb.HealthClient
+	mr     *miniredis.Miniredis
+	logs   *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the JSON log records written so far.
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+type readyFunc func() bool
+
+func (f readyFunc) Ready() bool { return f() }
+
+// start serves the real interceptor chain over bufconn. A nil store means the
+// real Redis repository on miniredis.
+func start(t *testing.T, store Store, ready Readiness) *env {
+	t.Helper()
+	e := &env{logs: &syncBuffer{}}
+	if store == nil {
+		e.mr = miniredis.RunT(t)
+		rc := redis.NewClient(&redis.Options{Addr: e.mr.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { rc.Close() })
+		store = storage.New(rc, storage.Options{IdempotencyTTL: time.Hour})
+	}
+	hs := health.NewServer()
+	srv := NewServer(ServerConfig{
+		Logger:       slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Service:      NewService(store, ready, func() time.Time { return fixedNow }),
+		Health:       hs,
+		Reflection:   true,
+		MaxRecvBytes: 64 << 10,
+	})
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient() error = %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.client = paymentsv1.NewPaymentServiceClient(conn)
+	e.health = healthpb.NewHealthClient(conn)
+	return e
+}
+
+func validReq(key string) *paymentsv1.RequestPaymentRequest {
+	return &paymentsv1.RequestPaymentRequest{
+		AmountMinor:    1234,
+		Currency:       "USD",
+		OrderId:        "order-7",
+		IdempotencyKey: key,
+		Metadata:       map[string]string{"secret-ish": "do-not-log-me"},
+	}
+}
+
+func TestRequestPaymentCreatesThenReplays(t *testing.T) {
+	e := start(t, nil, nil)
+	ctx := context.Background()
+
+	var hdr1, hdr2 metadata.MD
+	first, err := e.client.RequestPayment(ctx, validReq("key-1"), grpc.Header(&hdr1))
+	if err != nil {
+		t.Fatalf("RequestPayment() error = %v", err)
+	}
+	want := &paymentsv1.RequestPaymentResponse{
+		PaymentId:      first.GetPaymentId(),
+		Status:         paymentsv1.PaymentStatus_PAYMENT_STATUS_PENDING,
+		Message:        "payment of USD 12.34 for order order-7 accepted; awaiting provider confirmation",
+		IdempotencyKey: "key-1",
+		CreatedAt:      timestamppb.New(fixedNow),
+	}
+	if diff := cmp.Diff(want, first, protocmp.Transform()); diff != "" {
+		t.Errorf("first response mismatch (-want +got):\n%s", diff)
+	}
+	if got := hdr1.Get(ReplayedHeader); len(got) != 0 {
+		t.Errorf("first response header %s = %v, want absent", ReplayedHeader, got)
+	}
+
+	second, err := e.client.RequestPayment(ctx, validReq("key-1"), grpc.Header(&hdr2))
+	if err != nil {
+		t.Fatalf("replay RequestPayment() error = %v", err)
+	}
+	if diff := cmp.Diff(first, second, protocmp.Transform()); diff != "" {
+		t.Errorf("replay response differs from the original (-want +got):\n%s", diff)
+	}
+	if got := hdr2.Get(ReplayedHeader); len(got) != 1 || got[0] != "true" {
+		t.Errorf("replay header %s = %v, want [true]", ReplayedHeader, got)
+	}
+
+	got, err := e.client.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: first.GetPaymentId()})
+	if err != nil {
+		t.Fatalf("GetPayment() error = %v", err)
+	}
+	wantGet := &paymentsv1.GetPaymentResponse{
+		PaymentId:      first.GetPaymentId(),
+		Status:         paymentsv1.PaymentStatus_PAYMENT_STATUS_PENDING,
+		AmountMinor:    1234,
+		Currency:       "USD",
+		OrderId:        "order-7",
+		IdempotencyKey: "key-1",
+		CreatedAt:      timestamppb.New(fixedNow),
+		Message:        want.GetMessage(),
+	}
+	if diff := cmp.Diff(wantGet, got, protocmp.Transform()); diff != "" {
+		t.Errorf("GetPayment() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestRequestPaymentKeyReuseIsRejected(t *testing.T) {
+	e := start(t, nil, nil)
+	ctx := context.Background()
+	if _, err := e.client.RequestPayment(ctx, validReq("key-1")); err != nil {
+		t.Fatalf("RequestPayment() error = %v", err)
+	}
+	keys := e.mr.Keys()
+
+	changed := validReq("key-1")
+	changed.AmountMinor = 999
+	_, err := e.client.RequestPayment(ctx, changed)
+	st := status.Convert(err)
+	if st.Code() != codes.FailedPrecondition {
+		t.Fatalf("reuse code = %v, want FailedPrecondition (err %v)", st.Code(), err)
+	}
+	want := []any{&errdetails.ErrorInfo{Reason: "IDEMPOTENCY_KEY_REUSED", Domain: "payments.v1"}}
+	if diff := cmp.Diff(want, st.Details(), protocmp.Transform()); diff != "" {
+		t.Errorf("reuse details mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(keys, e.mr.Keys()); diff != "" {
+		t.Errorf("a rejected reuse changed Redis keys (-before +after):\n%s", diff)
+	}
+}
+
+func TestRequestPaymentValidation(t *testing.T) {
+	tests := []struct {
+		name       string
+		req        *paymentsv1.RequestPaymentRequest
+		wantFields []string
+	}{
+		{name: "empty request", req: &paymentsv1.RequestPaymentRequest{}, wantFields: []string{"amount_minor", "currency", "order_id", "idempotency_key"}},
+		{name: "lower-case currency and negative amount", req: func() *paymentsv1.RequestPaymentRequest {
+			r := validReq("k")
+			r.Currency, r.AmountMinor = "usd", -1
+			return r
+		}(), wantFields: []string{"amount_minor", "currency"}},
+		{name: "test currency", req: func() *paymentsv1.RequestPaymentRequest { r := validReq("k"); r.Currency = "XTS"; return r }(), wantFields: []string{"currency"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, nil, nil)
+			_, err := e.client.RequestPayment(context.Background(), tt.req)
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument {
+				t.Fatalf("code = %v, want InvalidArgument (err %v)", st.Code(), err)
+			}
+			var got []string
+			for _, d := range st.Details() {
+				br, ok := d.(*errdetails.BadRequest)
+				if !ok {
+					t.Fatalf("detail %T, want *errdetails.BadRequest", d)
+				}
+				for _, v := range br.GetFieldViolations() {
+					if v.GetReason() == "" || v.GetDescription() == "" {
+						t.Errorf("violation %v lacks a reason or description", v)
+					}
+					got = append(got, v.GetField())
+				}
+			}
+			if diff := cmp.Diff(tt.wantFields, got); diff != "" {
+				t.Errorf("violated fields mismatch (-want +got):\n%s", diff)
+			}
+			if keys := e.mr.Keys(); len(keys) != 0 {
+				t.Errorf("a rejected request wrote %v, want nothing", keys)
+			}
+		})
+	}
+}
+
+func TestValidationFailureDoesNotBurnKey(t *testing.T) {
+	e := start(t, nil, nil)
+	bad := validReq("key-1")
+	bad.Currency = "ABC"
+	if _, err := e.client.RequestPayment(context.Background(), bad); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad request code = %v, want InvalidArgument", status.Code(err))
+	}
+	var hdr metadata.MD
+	if _, err := e.client.RequestPayment(context.Background(), validReq("key-1"), grpc.Header(&hdr)); err != nil {
+		t.Fatalf("valid request after a rejected one: error = %v, want success", err)
+	}
+	if got := hdr.Get(ReplayedHeader); len(got) != 0 {
+		t.Errorf("valid request after a rejected one was a replay (%v), want a fresh payment", got)
+	}
+}
+
+func TestGetPaymentErrors(t *testing.T) {
+	e := start(t, nil, nil)
+	tests := []struct {
+		name     string
+		id       string
+		wantCode codes.Code
+	}{
+		{name: "missing id", id: "", wantCode: codes.InvalidArgument},
+		{name: "malformed id", id: "pay_nope", wantCode: codes.InvalidArgument},
+		{name: "unknown id", id: payments.NewID("nobody", fixedNow), wantCode: codes.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.client.GetPayment(context.Background(), &paymentsv1.GetPaymentRequest{PaymentId: tt.id})
+			if got := status.Code(err); got != tt.wantCode {
+				t.Errorf("GetPayment(%q) code = %v, want %v (err %v)", tt.id, got, tt.wantCode, err)
+			}
+		})
+	}
+}
+
+// stubStore fails or panics as told, to drive every row of the error table.
+type stubStore struct {
+	err   error
+	panic bool
+	block bool
+}
+
+func (s stubStore) Create(ctx context.Context, _ payments.Payment, _ string) (payments.Receipt, payments.Outcome, error) {
+	if s.panic {
+		panic("boom: internal detail")
+	}
+	if s.block {
+		<-ctx.Done()
+		return payments.Receipt{}, "", ctx.Err()
+	}
+	return payments.Receipt{}, "", s.err
+}
+
+func (s stubStore) Get(ctx context.Context, _ string) (payments.Payment, error) {
+	_, _, err := s.Create(ctx, payments.Payment{}, "")
+	return payments.Payment{}, err
+}
+
+func TestErrorModel(t *testing.T) {
+	tests := []struct {
+		name        string
+		store       stubStore
+		timeout     time.Duration
+		wantCode    codes.Code
+		wantMessage string
+		wantRetry   bool
+	}{
+		{name: "store unavailable", store: stubStore{err: errors.Join(payments.ErrUnavailable, errors.New("dial tcp: connection refused"))}, wantCode: codes.Unavailable, wantMessage: "retry with the same idempotency key", wantRetry: true},
+		{name: "store times out", store: stubStore{block: true}, timeout: 50 * time.Millisecond, wantCode: codes.DeadlineExceeded},
+		{name: "store reports cancellation", store: stubStore{err: context.Canceled}, wantCode: codes.Canceled},
+		{name: "unexpected error", store: stubStore{err: errors.New("redis: ERR something odd at 10.0.0.7")}, wantCode: codes.Internal, wantMessage: "internal error"},
+		{name: "panic", store: stubStore{panic: true}, wantCode: codes.Internal, wantMessage: "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, tt.store, nil)
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			_, err := e.client.RequestPayment(ctx, validReq("k"))
+			st := status.Convert(err)
+			if st.Code() != tt.wantCode {
+				t.Fatalf("code = %v, want %v (err %v)", st.Code(), tt.wantCode, err)
+			}
+			if !strings.Contains(st.Message(), tt.wantMessage) {
+				t.Errorf("message = %q, want it to contain %q", st.Message(), tt.wantMessage)
+			}
+			for _, leak := range []string{"boom", "10.0.0.7", "dial tcp"} {
+				if strings.Contains(st.Message(), leak) {
+					t.Errorf("message = %q leaks %q", st.Message(), leak)
+				}
+			}
+			var gotRetry bool
+			for _, d := range st.Details() {
+				if _, ok := d.(*errdetails.RetryInfo); ok {
+					gotRetry = true
+				}
+			}
+			if gotRetry != tt.wantRetry {
+				t.Errorf("RetryInfo present = %v, want %v", gotRetry, tt.wantRetry)
+			}
+			// GetPayment maps the same way.
+			_, err = e.client.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: payments.NewID("k", fixedNow)})
+			if got := status.Code(err); got != tt.wantCode {
+				t.Errorf("GetPayment code = %v, want %v", got, tt.wantCode)
+			}
+		})
+	}
+}
+
+func TestStoreOutageIsUnavailable(t *testing.T) {
+	e := start(t, nil, nil)
+	e.mr.Close()
+	_, err := e.client.RequestPayment(context.Background(), validReq("k"))
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Errorf("RequestPayment with Redis down: code = %v, want Unavailable (err %v)", got, err)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	tests := []struct {
+		ready bool
+		want  string
+	}{{true, "ok"}, {false, "unavailable"}}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			e := start(t, stubStore{}, readyFunc(func() bool { return tt.ready }))
+			got, err := e.client.Health(context.Background(), &paymentsv1.HealthRequest{})
+			if err != nil {
+				t.Fatalf("Health() error = %v", err)
+			}
+			if got.GetStatus() != tt.want {
+				t.Errorf("Health() status = %q, want %q", got.GetStatus(), tt.want)
+			}
+		})
+	}
+	t.Run("standard protocol registered", func(t *testing.T) {
+		e := start(t, stubStore{}, nil)
+		resp, err := e.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatalf("grpc.health.v1 Check() error = %v", err)
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("grpc.health.v1 Check() = %v, want SERVING", resp.GetStatus())
+		}
+	})
+}
+
+func TestRequestIDAndLogLine(t *testing.T) {
+	e := start(t, nil, nil)
+	tests := []struct {
+		name   string
+		sent   string
+		echoed func(string) bool
+	}{
+		{name: "caller id echoed", sent: "req-abc-123", echoed: func(s string) bool { return s == "req-abc-123" }},
+		{name: "missing id generated", sent: "", echoed: func(s string) bool { return len(s) >= 16 }},
+		{name: "overlong id replaced", sent: strings.Repeat("r", 200), echoed: func(s string) bool { return s != strings.Repeat("r", 200) && s != "" }},
+		{name: "id with space replaced", sent: "two words", echoed: func(s string) bool { return s != "two words" && s != "" }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.sent != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, RequestIDHeader, tt.sent)
+			}
+			var hdr metadata.MD
+			if _, err := e.client.RequestPayment(ctx, validReq("log-key-"+tt.name), grpc.Header(&hdr)); err != nil {
+				t.Fatalf("RequestPayment() error = %v", err)
+			}
+			ids := hdr.Get(RequestIDHeader)
+			if len(ids) != 1 || !tt.echoed(ids[0]) {
+				t.Fatalf("response %s = %v, want one acceptable id", RequestIDHeader, ids)
+			}
+			lines := e.logs.lines(t)
+			if len(lines) != i+1 {
+				t.Fatalf("got %d log lines after %d calls, want one per call", len(lines), i+1)
+			}
+			last := lines[len(lines)-1]
+			for _, k := range []string{"method", "code", "duration_ms", "peer", "request_id", "payment_id", "idempotency"} {
+				if _, ok := last[k]; !ok {
+					t.Errorf("log line %v lacks %q", last, k)
+				}
+			}
+			if last["request_id"] != ids[0] || last["idempotency"] != "created" || last["code"] != "OK" {
+				t.Errorf("log line = %v, want request_id %s, idempotency created, code OK", last, ids[0])
+			}
+		})
+	}
+	e.logs.mu.Lock()
+	defer e.logs.mu.Unlock()
+	if strings.Contains(e.logs.buf.String(), "do-not-log-me") {
+		t.Errorf("a metadata value reached the logs")
+	}
+}
+
+func TestConcurrentRequestsOneKeyOnePayment(t *testing.T) {
+	e := start(t, nil, nil)
+	const callers = 64
+	var wg sync.WaitGroup
+	resps := make([]*paymentsv1.RequestPaymentResponse, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() {
+			resps[i], errs[i] = e.client.RequestPayment(context.Background(), validReq("one-key"))
+		})
+	}
+	wg.Wait()
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatalf("caller %d error = %v", i, errs[i])
+		}
+		if diff := cmp.Diff(resps[0], resps[i], protocmp.Transform()); diff != "" {
+			t.Errorf("caller %d response differs (-0 +%d):\n%s", i, i, diff)
+		}
+	}
+	if got := len(e.mr.Keys()); got != 2 {
+		t.Errorf("Redis holds %d keys, want 2 (one payment and its key): %v", got, e.mr.Keys())
+	}
+}
+
+func TestOversizeMessageRejected(t *testing.T) {
+	e := start(t, nil, nil)
+	req := validReq("big")
+	req.OrderId = strings.Repeat("x", 65<<10)
+	_, err := e.client.RequestPayment(context.Background(), req)
+	if got := status.Code(err); got != codes.ResourceExhausted {
+		t.Errorf("oversize request code = %v, want ResourceExhausted", got)
+	}
+	if keys := e.mr.Keys(); len(keys) != 0 {
+		t.Errorf("oversize request wrote %v", keys)
+	}
+}

@@ -1,0 +1,563 @@
+package chart
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+)
+
+func containerPort(t *testing.T, c corev1.Container, name string) int32 {
+	t.Helper()
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	t.Fatalf("container %s has no port named %q", c.Name, name)
+	return 0
+}
+
+func envVar(c corev1.Container, name string) (corev1.EnvVar, bool) {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return corev1.EnvVar{}, false
+}
+
+func TestDefaultsProbesTargetGRPCPort(t *testing.T) {
+	r := render(t, renderOpts{})
+	d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
+	c := d.Spec.Template.Spec.Containers[0]
+	grpc := containerPort(t, c, "grpc")
+
+	probes := []struct {
+		name        string
+		probe       *corev1.Probe
+		wantService string
+	}{
+		{"startup", c.StartupProbe, ""},
+		{"liveness", c.LivenessProbe, ""},
+		{"readiness", c.ReadinessProbe, "payments.v1.PaymentService"},
+	}
+	for _, p := range probes {
+		t.Run(p.name, func(t *testing.T) {
+			if p.probe == nil || p.probe.GRPC == nil {
+				t.Fatalf("%s probe = %+v, want a native gRPC probe", p.name, p.probe)
+			}
+			if got := p.probe.GRPC.Port; got != grpc {
+				t.Errorf("%s probe port = %d, want the grpc container port %d", p.name, got, grpc)
+			}
+			got := ""
+			if p.probe.GRPC.Service != nil {
+				got = *p.probe.GRPC.Service
+			}
+			if got != p.wantService {
+				t.Errorf("%s probe service = %q, want %q", p.name, got, p.wantService)
+			}
+		})
+	}
+}
+
+func TestDefaultsEveryPodIsHardened(t *testing.T) {
+	r := render(t, renderOpts{})
+	pods := podSpecs(r)
+	for _, want := range []string{"Deployment/" + fullname, "StatefulSet/" + fullname + "-redis", "Job/" + fullname + "-test"} {
+		if _, ok := pods[want]; !ok {
+			t.Fatalf("no pod template for %s; got %v", want, r.keys())
+		}
+	}
+	for owner, spec := range pods {
+		t.Run(owner, func(t *testing.T) {
+			psc := spec.SecurityContext
+			if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+				t.Errorf("pod runAsNonRoot not set: %+v", psc)
+			}
+			if psc == nil || psc.RunAsUser == nil || *psc.RunAsUser == 0 || psc.RunAsGroup == nil || *psc.RunAsGroup == 0 {
+				t.Errorf("pod runAsUser/runAsGroup must be non-zero: %+v", psc)
+			}
+			if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("pod seccompProfile = %+v, want RuntimeDefault", psc)
+			}
+			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+				t.Errorf("automountServiceAccountToken = %v, want false", spec.AutomountServiceAccountToken)
+			}
+			if spec.ServiceAccountName != fullname {
+				t.Errorf("serviceAccountName = %q, want %q", spec.ServiceAccountName, fullname)
+			}
+			for _, c := range append(spec.InitContainers, spec.Containers...) {
+				sc := c.SecurityContext
+				if sc == nil {
+					t.Fatalf("container %s has no securityContext", c.Name)
+				}
+				if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+					t.Errorf("container %s readOnlyRootFilesystem not true", c.Name)
+				}
+				if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+					t.Errorf("container %s allowPrivilegeEscalation not false", c.Name)
+				}
+				if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+					t.Errorf("container %s runAsNonRoot not true", c.Name)
+				}
+				if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+					t.Errorf("container %s capabilities = %+v, want drop [ALL] and nothing added", c.Name, sc.Capabilities)
+				}
+				for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+					if q, ok := c.Resources.Requests[res]; !ok || q.IsZero() {
+						t.Errorf("container %s has no %s request", c.Name, res)
+					}
+					if q, ok := c.Resources.Limits[res]; !ok || q.IsZero() {
+						t.Errorf("container %s has no %s limit", c.Name, res)
+					}
+				}
+				if strings.HasSuffix(c.Image, ":latest") || !strings.Contains(c.Image, ":") {
+					t.Errorf("container %s image %q is not pinned to a tag", c.Name, c.Image)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultsServerPod(t *testing.T) {
+	r := render(t, renderOpts{})
+	d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
+	spec := d.Spec.Template.Spec
+	c := spec.Containers[0]
+	cm := get[*corev1.ConfigMap](t, r, "ConfigMap", fullname)
+
+	t.Run("grace outlasts preStop plus shutdown timeout", func(t *testing.T) {
+		shutdown, err := time.ParseDuration(cm.Data["PAYMENTS_SHUTDOWN_TIMEOUT"])
+		if err != nil {
+			t.Fatalf("PAYMENTS_SHUTDOWN_TIMEOUT: %v", err)
+		}
+		preStop := time.Duration(0)
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+		}
+		grace := time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
+		if grace <= shutdown+preStop {
+			t.Errorf("terminationGracePeriodSeconds %v <= shutdown %v + preStop %v", grace, shutdown, preStop)
+		}
+	})
+	t.Run("production settings", func(t *testing.T) {
+		want := map[string]string{
+			"PAYMENTS_ENVIRONMENT": "production",
+			"PAYMENTS_GRPC_ADDR":   ":50051",
+			"PAYMENTS_HTTP_ADDR":   ":8080",
+			"PAYMENTS_REDIS_ADDRS": fullname + "-redis:6379",
+			"PAYMENTS_REDIS_MODE":  "single",
+		}
+		for k, v := range want {
+			if got := cm.Data[k]; got != v {
+				t.Errorf("ConfigMap %s = %q, want %q", k, got, v)
+			}
+		}
+		if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != fullname {
+			t.Errorf("envFrom = %+v, want the ConfigMap %s", c.EnvFrom, fullname)
+		}
+	})
+	t.Run("secrets come from the Secret", func(t *testing.T) {
+		sec := get[*corev1.Secret](t, r, "Secret", fullname)
+		for _, tc := range []struct{ env, key, want string }{
+			{"PAYMENTS_WEBHOOK_SECRETS", "webhook-secrets", "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"},
+			{"PAYMENTS_REDIS_PASSWORD", "redis-password", "test-redis-password"},
+		} {
+			e, ok := envVar(c, tc.env)
+			if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				t.Errorf("env %s = %+v, want a secretKeyRef", tc.env, e)
+				continue
+			}
+			if ref := e.ValueFrom.SecretKeyRef; ref.Name != fullname || ref.Key != tc.key {
+				t.Errorf("env %s refers to %s/%s, want %s/%s", tc.env, ref.Name, ref.Key, fullname, tc.key)
+			}
+			if got := string(sec.Data[tc.key]); got != tc.want {
+				t.Errorf("Secret key %s = %q, want %q", tc.key, got, tc.want)
+			}
+			if _, inCM := cm.Data[tc.env]; inCM {
+				t.Errorf("%s must not be in the ConfigMap", tc.env)
+			}
+		}
+	})
+	t.Run("spread and rollout", func(t *testing.T) {
+		if len(spec.TopologySpreadConstraints) == 0 {
+			t.Error("no topologySpreadConstraints")
+		}
+		for _, tsc := range spec.TopologySpreadConstraints {
+			if diff := cmp.Diff(d.Spec.Selector.MatchLabels, tsc.LabelSelector.MatchLabels); diff != "" {
+				t.Errorf("spread %s selects other pods (-deployment +spread):\n%s", tsc.TopologyKey, diff)
+			}
+		}
+		aa := spec.Affinity
+		if aa == nil || aa.PodAntiAffinity == nil || len(aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {
+			t.Fatalf("affinity = %+v, want one preferred pod anti-affinity term", aa)
+		}
+		term := aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm
+		if diff := cmp.Diff(d.Spec.Selector.MatchLabels, term.LabelSelector.MatchLabels); term.TopologyKey != "kubernetes.io/hostname" || diff != "" {
+			t.Errorf("anti-affinity on %q selects other pods (-deployment +term):\n%s", term.TopologyKey, diff)
+		}
+		if d.Spec.Template.Annotations["checksum/config"] == "" {
+			t.Error("no checksum/config annotation")
+		}
+		if got := *d.Spec.Replicas; got != 2 {
+			t.Errorf("replicas = %d, want 2", got)
+		}
+	})
+	t.Run("service ports", func(t *testing.T) {
+		svc := get[*corev1.Service](t, r, "Service", fullname)
+		got := map[string]string{}
+		for _, p := range svc.Spec.Ports {
+			ap := ""
+			if p.AppProtocol != nil {
+				ap = *p.AppProtocol
+			}
+			got[p.Name] = p.TargetPort.String() + "/" + ap
+		}
+		want := map[string]string{"grpc": "grpc/grpc", "http": "http/http"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("service ports (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(d.Spec.Selector.MatchLabels, svc.Spec.Selector); diff != "" {
+			t.Errorf("service selector differs from the deployment's (-deployment +service):\n%s", diff)
+		}
+	})
+	t.Run("service account and PDB", func(t *testing.T) {
+		sa := get[*corev1.ServiceAccount](t, r, "ServiceAccount", fullname)
+		if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+			t.Error("ServiceAccount automountServiceAccountToken is not false")
+		}
+		pdb := get[*policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget", fullname)
+		if pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
+			t.Errorf("unhealthyPodEvictionPolicy = %v, want AlwaysAllow", pdb.Spec.UnhealthyPodEvictionPolicy)
+		}
+		if diff := cmp.Diff(d.Spec.Selector.MatchLabels, pdb.Spec.Selector.MatchLabels); diff != "" {
+			t.Errorf("PDB selector differs (-deployment +pdb):\n%s", diff)
+		}
+	})
+	t.Run("helm test job", func(t *testing.T) {
+		job := get[*batchv1.Job](t, r, "Job", fullname+"-test")
+		if got := job.Annotations["helm.sh/hook"]; got != "test" {
+			t.Errorf("hook = %q, want test", got)
+		}
+		jc := job.Spec.Template.Spec.Containers[0]
+		want := []string{"healthcheck", "-addr", fullname + ":50051", "-service", "payments.v1.PaymentService", "-timeout", "5s"}
+		if diff := cmp.Diff(want, jc.Args); diff != "" {
+			t.Errorf("test args (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"/payments-svc"}, jc.Command); diff != "" {
+			t.Errorf("test command (-want +got):\n%s", diff)
+		}
+		if jc.Image != c.Image {
+			t.Errorf("test image %q, want the server image %q", jc.Image, c.Image)
+		}
+		if job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
+			t.Errorf("restartPolicy = %q, want Never", job.Spec.Template.Spec.RestartPolicy)
+		}
+	})
+}
+
+func TestChecksumFollowsConfigAndSecret(t *testing.T) {
+	checksum := func(t *testing.T, values ...string) string {
+		t.Helper()
+		d := get[*appsv1.Deployment](t, render(t, renderOpts{}, values...), "Deployment", fullname)
+		return d.Spec.Template.Annotations["checksum/config"]
+	}
+	base := checksum(t)
+	tests := []struct {
+		name        string
+		values      string
+		wantChanged bool
+	}{
+		{"log level", "config: {logLevel: debug}", true},
+		{"shutdown timeout", "config: {shutdownTimeoutSeconds: 10}", true},
+		{"webhook secret rotated", `secrets: {webhookSecrets: ["whsec_bmV3LXNlY3JldA=="]}`, true},
+		{"redis password", "secrets: {redisPassword: other}", true},
+		{"replica count only", "replicaCount: 3", false},
+		{"pod annotation only", "podAnnotations: {team: payments}", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := checksum(t, tt.values)
+			if changed := got != base; changed != tt.wantChanged {
+				t.Errorf("checksum changed = %v, want %v (base %s, got %s)", changed, tt.wantChanged, base, got)
+			}
+		})
+	}
+}
+
+func TestExternalRedis(t *testing.T) {
+	tests := []struct {
+		name    string
+		values  string
+		wantCM  map[string]string
+		wantEnv []string
+	}{
+		{
+			name:    "single with password",
+			values:  `{redis: {enabled: false}, externalRedis: {addrs: ["redis.prod.svc:6379"]}}`,
+			wantCM:  map[string]string{"PAYMENTS_REDIS_ADDRS": "redis.prod.svc:6379", "PAYMENTS_REDIS_MODE": "single", "PAYMENTS_REDIS_TLS": "false"},
+			wantEnv: []string{"PAYMENTS_WEBHOOK_SECRETS", "PAYMENTS_REDIS_PASSWORD"},
+		},
+		{
+			name: "sentinel over TLS",
+			values: `{redis: {enabled: false}, secrets: {redisPassword: "", redisSentinelPassword: s},
+				externalRedis: {addrs: ["s1:26379", "s2:26379"], mode: sentinel, masterName: mymaster,
+				tls: {enabled: true, serverName: redis.example, caSecret: redis-ca}}}`,
+			wantCM: map[string]string{
+				"PAYMENTS_REDIS_ADDRS": "s1:26379,s2:26379", "PAYMENTS_REDIS_MODE": "sentinel",
+				"PAYMENTS_REDIS_MASTER_NAME": "mymaster", "PAYMENTS_REDIS_TLS": "true",
+				"PAYMENTS_REDIS_TLS_SERVER_NAME": "redis.example", "PAYMENTS_REDIS_TLS_CA_FILE": "/etc/payments/redis-ca/ca.crt",
+			},
+			wantEnv: []string{"PAYMENTS_WEBHOOK_SECRETS", "PAYMENTS_REDIS_SENTINEL_PASSWORD"},
+		},
+		{
+			name:    "cluster without password",
+			values:  `{redis: {enabled: false}, secrets: {redisPassword: ""}, externalRedis: {addrs: ["n1:7000", "n2:7001"], mode: cluster, username: app}}`,
+			wantCM:  map[string]string{"PAYMENTS_REDIS_ADDRS": "n1:7000,n2:7001", "PAYMENTS_REDIS_MODE": "cluster", "PAYMENTS_REDIS_USERNAME": "app"},
+			wantEnv: []string{"PAYMENTS_WEBHOOK_SECRETS"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, renderOpts{}, tt.values)
+			for k, o := range r.objects {
+				if strings.Contains(k, "redis") {
+					t.Errorf("redis.enabled=false still renders %s (%T)", k, o)
+				}
+			}
+			if n := r.count("StatefulSet"); n != 0 {
+				t.Errorf("%d StatefulSets rendered, want 0", n)
+			}
+			cm := get[*corev1.ConfigMap](t, r, "ConfigMap", fullname)
+			for k, v := range tt.wantCM {
+				if got := cm.Data[k]; got != v {
+					t.Errorf("ConfigMap %s = %q, want %q", k, got, v)
+				}
+			}
+			c := get[*appsv1.Deployment](t, r, "Deployment", fullname).Spec.Template.Spec.Containers[0]
+			var gotEnv []string
+			for _, e := range c.Env {
+				gotEnv = append(gotEnv, e.Name)
+			}
+			if diff := cmp.Diff(tt.wantEnv, gotEnv); diff != "" {
+				t.Errorf("secret env (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestExistingSecret(t *testing.T) {
+	r := render(t, renderOpts{}, `secrets: {existingSecret: ops-managed, webhookSecrets: [], redisPassword: ""}`)
+	if n := r.count("Secret"); n != 0 {
+		t.Errorf("%d Secrets rendered with existingSecret, want 0", n)
+	}
+	for owner, spec := range podSpecs(r) {
+		for _, c := range spec.Containers {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name != "ops-managed" {
+					t.Errorf("%s container %s env %s reads Secret %q, want ops-managed", owner, c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name)
+				}
+			}
+		}
+	}
+}
+
+func TestOptionalObjects(t *testing.T) {
+	tests := []struct {
+		name       string
+		values     string
+		apis       []string
+		wantCounts map[string]int
+	}{
+		{"defaults", "", nil, map[string]int{"HorizontalPodAutoscaler": 0, "NetworkPolicy": 0, "ServiceMonitor": 0, "PodDisruptionBudget": 1}},
+		{"hpa", "autoscaling: {enabled: true}", nil, map[string]int{"HorizontalPodAutoscaler": 1}},
+		{"network policy with bundled redis", "networkPolicy: {enabled: true}", nil, map[string]int{"NetworkPolicy": 2}},
+		{"network policy with external redis", `{networkPolicy: {enabled: true}, redis: {enabled: false}, externalRedis: {addrs: ["r:6380"]}}`, nil, map[string]int{"NetworkPolicy": 1}},
+		{"service monitor without the CRD", "serviceMonitor: {enabled: true}", nil, map[string]int{"ServiceMonitor": 0}},
+		{"service monitor with the CRD", "serviceMonitor: {enabled: true}", []string{"monitoring.coreos.com/v1"}, map[string]int{"ServiceMonitor": 1}},
+		{"service monitor disabled with the CRD", "", []string{"monitoring.coreos.com/v1"}, map[string]int{"ServiceMonitor": 0}},
+		{"pdb off", "podDisruptionBudget: {enabled: false}", nil, map[string]int{"PodDisruptionBudget": 0}},
+		{"tests off", "tests: {enabled: false}", nil, map[string]int{"Job": 0}},
+		{"no redis persistence", "redis: {persistence: {enabled: false}}", nil, map[string]int{"StatefulSet": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, renderOpts{extraAPIVersions: tt.apis}, tt.values)
+			for kind, want := range tt.wantCounts {
+				if got := r.count(kind); got != want {
+					t.Errorf("%d %s rendered, want %d", got, kind, want)
+				}
+			}
+		})
+	}
+}
+
+func TestHPAOwnsReplicas(t *testing.T) {
+	r := render(t, renderOpts{}, "autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 7}")
+	d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
+	if d.Spec.Replicas != nil {
+		t.Errorf("deployment replicas = %d with an HPA, want unset", *d.Spec.Replicas)
+	}
+	hpa := get[*autoscalingv2.HorizontalPodAutoscaler](t, r, "HorizontalPodAutoscaler", fullname)
+	if hpa.Spec.ScaleTargetRef.Name != fullname || hpa.Spec.ScaleTargetRef.Kind != "Deployment" {
+		t.Errorf("HPA targets %+v", hpa.Spec.ScaleTargetRef)
+	}
+	if *hpa.Spec.MinReplicas != 3 || hpa.Spec.MaxReplicas != 7 {
+		t.Errorf("HPA min/max = %d/%d, want 3/7", *hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas)
+	}
+}
+
+func TestServiceMonitorScrapesHTTP(t *testing.T) {
+	r := render(t, renderOpts{extraAPIVersions: []string{"monitoring.coreos.com/v1"}}, "serviceMonitor: {enabled: true}")
+	sm := get[*serviceMonitor](t, r, "ServiceMonitor", fullname)
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Errorf("endpoints = %+v, want port http path /metrics", sm.Spec.Endpoints)
+	}
+	svc := get[*corev1.Service](t, r, "Service", fullname)
+	for k, v := range sm.Spec.Selector.MatchLabels {
+		if svc.Labels[k] != v {
+			t.Errorf("ServiceMonitor selects %s=%s, the Service has %q", k, v, svc.Labels[k])
+		}
+	}
+}
+
+func TestNetworkPolicy(t *testing.T) {
+	type rule struct {
+		ports []string
+		peers int
+	}
+	summarize := func(ports []networkingv1.NetworkPolicyPort) []string {
+		var out []string
+		for _, p := range ports {
+			out = append(out, string(*p.Protocol)+"/"+p.Port.String())
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		values      string
+		wantIngress []rule
+		wantEgress  []rule
+	}{
+		{
+			name:        "bundled redis",
+			values:      "networkPolicy: {enabled: true}",
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}},
+			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/6379"}, peers: 1}},
+		},
+		{
+			name: "external sentinels with restricted clients",
+			values: `{networkPolicy: {enabled: true, ingressFrom: [{namespaceSelector: {matchLabels: {team: shop}}}],
+				externalRedisEgressTo: [{ipBlock: {cidr: 192.0.2.0/24}}], externalRedisPorts: [26379, 6379]},
+				redis: {enabled: false}, externalRedis: {addrs: ["s1:26379"], mode: sentinel, masterName: m}}`,
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 2}},
+			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/26379", "TCP/6379"}, peers: 1}},
+		},
+		{
+			name:        "external ports derived from addrs",
+			values:      `{networkPolicy: {enabled: true}, redis: {enabled: false}, externalRedis: {addrs: ["a:7000", "b:7000", "c:7001"], mode: cluster}}`,
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}},
+			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/7000", "TCP/7001"}, peers: 0}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, renderOpts{}, tt.values)
+			np := get[*networkingv1.NetworkPolicy](t, r, "NetworkPolicy", fullname)
+			d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
+			if diff := cmp.Diff(d.Spec.Selector.MatchLabels, np.Spec.PodSelector.MatchLabels); diff != "" {
+				t.Errorf("policy selects other pods (-deployment +policy):\n%s", diff)
+			}
+			if diff := cmp.Diff([]networkingv1.PolicyType{"Ingress", "Egress"}, np.Spec.PolicyTypes); diff != "" {
+				t.Errorf("policyTypes (-want +got):\n%s", diff)
+			}
+			var gotIn, gotOut []rule
+			for _, in := range np.Spec.Ingress {
+				gotIn = append(gotIn, rule{summarize(in.Ports), len(in.From)})
+			}
+			for _, out := range np.Spec.Egress {
+				gotOut = append(gotOut, rule{summarize(out.Ports), len(out.To)})
+			}
+			opt := cmp.AllowUnexported(rule{})
+			if diff := cmp.Diff(tt.wantIngress, gotIn, opt); diff != "" {
+				t.Errorf("ingress (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantEgress, gotOut, opt); diff != "" {
+				t.Errorf("egress (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRejectedValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		values  string
+		wantErr string
+	}{
+		{"typo in a top-level key", "replicaCont: 3", "replicaCont"},
+		{"string replica count", `replicaCount: "3"`, "replicaCount"},
+		{"unknown environment", "config: {environment: staging}", "environment"},
+		{"unknown redis mode", "externalRedis: {mode: ring}", "mode"},
+		{"webhook secret without whsec_ prefix", `secrets: {webhookSecrets: ["hunter2"]}`, "webhookSecrets"},
+		{"typo in a nested key", "config: {logLevl: debug}", "logLevl"},
+		{"bad duration", "config: {idempotencyTTL: one-day}", "idempotencyTTL"},
+		{"address without port", `{redis: {enabled: false}, externalRedis: {addrs: ["redis"]}}`, "addrs"},
+		{"no webhook secrets", "secrets: {webhookSecrets: []}", "secrets.webhookSecrets is required"},
+		{"no redis password with bundled redis", `secrets: {redisPassword: ""}`, "secrets.redisPassword is required"},
+		{"grace shorter than drain", "{terminationGracePeriodSeconds: 15, config: {shutdownTimeoutSeconds: 15}}", "terminationGracePeriodSeconds (15) must exceed"},
+		{"external redis without addrs", "redis: {enabled: false}", "externalRedis.addrs"},
+		{"sentinel without master name", `{redis: {enabled: false}, externalRedis: {addrs: ["s:26379"], mode: sentinel}}`, "masterName"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := renderRaw(t, []string{baseValues, tt.values}, renderOpts{})
+			if err == nil {
+				t.Fatalf("render with %s succeeded, want an error mentioning %q", tt.values, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("render error = %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestShippedValuesFiles renders every values file the repo ships (chart-testing's ci/ files and the
+// kind dev values) so none of them can rot.
+func TestShippedValuesFiles(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../../k8s/values-kind.yaml")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := renderRaw(t, []string{string(b)}, renderOpts{})
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			r, err := decodeAll(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.count("Deployment") != 1 {
+				t.Errorf("got %v, want one Deployment", r.keys())
+			}
+		})
+	}
+}
