@@ -183,7 +183,7 @@ func TestChartBrokenValuesRejected(t *testing.T) {
 		wantMsg string
 	}{
 		{file: "requests-above-limits", wantMsg: "must be less than or equal to cpu limit"},
-		{file: "unknown-priority-class", wantMsg: "no PriorityClass with name payments-critical-does-not-exist was found"},
+		{file: "invalid-annotation-key", wantMsg: `spec.template.annotations: Invalid value: "payments.example.test/owner team": name part must consist of alphanumeric characters`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -235,6 +235,14 @@ func TestChartLifecycle(t *testing.T) {
 		if !strings.Contains(out, "Succeeded") {
 			t.Errorf("helm test output does not report success:\n%s", out)
 		}
+		// Hooks are not part of the release: uninstall would never delete a
+		// test Job that its delete policy kept.
+		eventually(t, time.Minute, "passed test Job deleted", func() error {
+			if left := kubectl(t, "get", "jobs,pods", "-n", ns, "-l", "app.kubernetes.io/instance="+release+",app.kubernetes.io/component=test", "-o", "name"); left != "" {
+				return fmt.Errorf("still there: %s", left)
+			}
+			return nil
+		})
 	})
 
 	step("config change rolls a new ReplicaSet", func(t *testing.T) {

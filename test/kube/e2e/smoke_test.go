@@ -39,7 +39,7 @@ func TestServerDryRunRejectsSelectorMismatch(t *testing.T) {
 	if r.err == nil {
 		t.Fatalf("server dry-run accepted a Deployment whose selector does not match its pods:\n%v", r)
 	}
-	if want := "selector does not match template"; !strings.Contains(r.stderr, want) {
+	if want := "`selector` does not match template `labels`"; !strings.Contains(r.stderr, want) {
 		t.Errorf("server dry-run error: got %q, want it to contain %q", r.stderr, want)
 	}
 }
