@@ -91,14 +91,24 @@ func assertPodsRunningOnNode(t *testing.T, ns, selector string, want int) {
 	})
 }
 
-// assertEndpoints waits until the Service's EndpointSlices list want ready endpoints.
+// assertEndpoints waits until the Service's EndpointSlices list want ready
+// endpoints for every port of the Service. A named targetPort that no pod
+// port carries leaves that port without endpoints, so this catches it too.
 func assertEndpoints(t *testing.T, ns, service string, want int) {
 	t.Helper()
+	var svc struct {
+		Spec struct {
+			Ports []struct{ Name string }
+		}
+	}
+	if err := json.Unmarshal([]byte(kubectl(t, "get", "service", "-n", ns, service, "-o", "json")), &svc); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 2*time.Minute, "service "+service+" endpoints", func() error {
 		var list struct {
 			Items []struct {
+				Ports     []struct{ Name *string }
 				Endpoints []struct {
-					Addresses  []string
 					Conditions struct{ Ready *bool }
 				}
 			}
@@ -107,16 +117,24 @@ func assertEndpoints(t *testing.T, ns, service string, want int) {
 		if err := json.Unmarshal([]byte(out), &list); err != nil {
 			return err
 		}
-		ready := 0
+		ready := map[string]int{} // port name -> ready endpoints
 		for _, s := range list.Items {
+			n := 0
 			for _, e := range s.Endpoints {
 				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					ready++
+					n++
+				}
+			}
+			for _, p := range s.Ports {
+				if p.Name != nil {
+					ready[*p.Name] += n
 				}
 			}
 		}
-		if ready != want {
-			return fmt.Errorf("got %d ready endpoints, want %d", ready, want)
+		for _, p := range svc.Spec.Ports {
+			if ready[p.Name] != want {
+				return fmt.Errorf("port %q: got %d ready endpoints, want %d (all ports: %v)", p.Name, ready[p.Name], want, ready)
+			}
 		}
 		return nil
 	})
