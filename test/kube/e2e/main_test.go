@@ -55,7 +55,9 @@ func run(m *testing.M) (code int) {
 			fmt.Fprintf(os.Stderr, "kept %s (component logs, certificates, kubeconfig)\n", workDir)
 			return
 		}
-		os.RemoveAll(workDir)
+		if err := os.RemoveAll(workDir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
 	}()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
