@@ -59,7 +59,7 @@ type ControlPlane struct {
 // the controllers and scheduler report healthy, the kwok node is Ready and
 // schedulable and the default ServiceAccount exists. On error everything it
 // started is already stopped.
-func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
+func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
 	}
@@ -68,7 +68,7 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 			return nil, fmt.Errorf("%w (run `make kube-tools` first)", err)
 		}
 	}
-	cp = &ControlPlane{opts: opts}
+	cp := &ControlPlane{opts: opts}
 	defer func() {
 		if err != nil {
 			cp.Stop()

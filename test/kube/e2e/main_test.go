@@ -14,7 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,12 +48,18 @@ func run(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if workDir, err = os.MkdirTemp("", "kube-e2e-"); err != nil {
+	removeStaleWorkDirs()
+	if workDir, err = os.MkdirTemp("", workDirPrefix); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(workDir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() {
 		if code != 0 && os.Getenv("KUBE_E2E_KEEP") != "" {
+			_ = os.Remove(filepath.Join(workDir, "pid"))
 			fmt.Fprintf(os.Stderr, "kept %s (component logs, certificates, kubeconfig)\n", workDir)
 			return
 		}
@@ -79,6 +87,29 @@ func run(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "set KUBE_E2E_KEEP=1 to keep them after the run")
 	}
 	return code
+}
+
+const workDirPrefix = "kube-e2e-"
+
+// removeStaleWorkDirs deletes the directories of earlier runs that died
+// without cleaning up (a panic or -timeout skips deferred calls; Pdeathsig
+// has already killed their components). A directory whose run is still alive,
+// or that KUBE_E2E_KEEP kept, has a live or no pid file and stays.
+func removeStaleWorkDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), workDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(string(b))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // cmdResult is what a command printed and how it ended.
