@@ -65,7 +65,7 @@ lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code, actionlin
 	$(MAKE) --no-print-directory chart-lint manifests-check
 
 .PHONY: test
-test: ## unit and in-process tests with -race; fails under $(COVERAGE_MIN)% line coverage
+test: ## the full Go suite: unit, in-process and real-binary tests with -race (fails under $(COVERAGE_MIN)% line coverage), then chart render tests
 	go test -race -covermode=atomic -coverprofile=coverage.out ./...
 	@grep -v -E '/proto/' coverage.out > coverage.filtered.out; \
 	  total=$$(go tool cover -func=coverage.filtered.out | awk '/^total:/ {sub("%", "", $$3); print $$3}'); \
@@ -73,6 +73,7 @@ test: ## unit and in-process tests with -race; fails under $(COVERAGE_MIN)% line
 	  echo "coverage: $$total% of statements (gate: $(COVERAGE_MIN)%, generated proto code excluded)"; \
 	  awk -v t="$$total" -v m="$(COVERAGE_MIN)" 'BEGIN { exit (t + 0 >= m) ? 0 : 1 }' || \
 	    { echo "coverage $$total% is below the $(COVERAGE_MIN)% gate"; exit 1; }
+	$(MAKE) --no-print-directory test-chart
 
 .PHONY: vuln
 vuln: ## scan dependencies for known vulnerabilities

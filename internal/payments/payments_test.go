@@ -1,6 +1,7 @@
 package payments
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,7 @@ func TestParseIDRejects(t *testing.T) {
 	}
 	for name, id := range tests {
 		t.Run(name, func(t *testing.T) {
-			if tag, err := ParseID(id); err != ErrMalformedID {
+			if tag, err := ParseID(id); !errors.Is(err, ErrMalformedID) {
 				t.Errorf("ParseID(%q) = %q, %v, want ErrMalformedID", id, tag, err)
 			}
 		})

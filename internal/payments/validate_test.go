@@ -1,6 +1,7 @@
 package payments
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -83,8 +84,8 @@ func TestValidate(t *testing.T) {
 			err := Validate(req)
 			var got []string
 			if err != nil {
-				verr, ok := err.(*ValidationError)
-				if !ok {
+				var verr *ValidationError
+				if !errors.As(err, &verr) {
 					t.Fatalf("Validate() error type = %T, want *ValidationError", err)
 				}
 				for _, v := range verr.Violations {

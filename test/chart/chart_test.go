@@ -48,8 +48,8 @@ func TestDefaultsProbesTargetGRPCPort(t *testing.T) {
 		probe       *corev1.Probe
 		wantService string
 	}{
-		{"startup", c.StartupProbe, ""},
-		{"liveness", c.LivenessProbe, ""},
+		{"startup", c.StartupProbe, "liveness"},
+		{"liveness", c.LivenessProbe, "liveness"},
 		{"readiness", c.ReadinessProbe, "payments.v1.PaymentService"},
 	}
 	for _, p := range probes {

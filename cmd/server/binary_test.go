@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+// binPath is the server binary built once for the tests that run it as a
+// real process, the way a container or a kubelet does.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "payments-svc-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "payments-svc")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build server binary:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running server binary whose JSON log lines the test can wait on.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []map[string]any
+	added chan struct{} // closed and replaced whenever a line arrives
+	done  chan error
+}
+
+func startBinary(t *testing.T, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binPath)
+	cmd.Env = append(os.Environ(), append([]string{"PAYMENTS_GRPC_ADDR=127.0.0.1:0"}, env...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", binPath, err)
+	}
+	p := &proc{cmd: cmd, added: make(chan struct{}), done: make(chan error, 1)}
+	go p.read(out)
+	t.Cleanup(func() {
+		// A process the test already stopped has exited; Kill is then a no-op
+		// and the exit status was checked by the test itself.
+		_ = cmd.Process.Kill()
+		if err := <-p.done; err != nil {
+			t.Logf("server process ended: %v", err)
+		}
+	})
+	return p
+}
+
+func (p *proc) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		p.mu.Lock()
+		p.lines = append(p.lines, m)
+		close(p.added)
+		p.added = make(chan struct{})
+		p.mu.Unlock()
+	}
+	p.done <- p.cmd.Wait()
+}
+
+// waitLog returns the first log line with the given msg, waiting for it to be
+// written; it fails the test if the process exits or the deadline passes.
+func (p *proc) waitLog(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if l["msg"] == msg {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		added := p.added
+		p.mu.Unlock()
+		select {
+		case <-added:
+		case <-deadline:
+			t.Fatalf("no %q log line within 20s", msg)
+		}
+	}
+}
+
+// wait returns the process's exit error, failing the test after timeout.
+func (p *proc) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err // keep it for the cleanup
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("process still running after %s", timeout)
+		return nil
+	}
+}
+
+func dial(t *testing.T, addr string) paymentsv1.PaymentServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return paymentsv1.NewPaymentServiceClient(conn)
+}
+
+func runHealthcheck(addr string) error {
+	return exec.Command(binPath, "healthcheck", "-addr", addr, "-timeout", "2s").Run()
+}
+
+func TestBinaryHealthcheckSubcommand(t *testing.T) {
+	p := startBinary(t)
+	addr := p.waitLog(t, "grpc server listening")["addr"].(string)
+	p.waitLog(t, "redis reachable: serving")
+
+	if err := runHealthcheck(addr); err != nil {
+		t.Errorf("healthcheck against a serving server: %v, want exit 0", err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("server exit after SIGTERM = %v, want status 0", err)
+	}
+	var exitErr *exec.ExitError
+	if err := runHealthcheck(addr); !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Errorf("healthcheck against a stopped server = %v, want exit status 1", err)
+	}
+}
+
+func TestBinaryRefusesBadConfig(t *testing.T) {
+	cmd := exec.Command(binPath)
+	cmd.Env = append(os.Environ(), "PAYMENTS_ENVIRONMENT=production")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() == 0 {
+		t.Fatalf("production without Redis: %v, want a non-zero exit", err)
+	}
+	if !strings.Contains(stderr.String(), "PAYMENTS_REDIS_ADDRS") {
+		t.Errorf("stderr = %q, want it to name PAYMENTS_REDIS_ADDRS", stderr.String())
+	}
+}
+
+// gate is a TCP proxy in front of Redis that can hold client commands, so a
+// test can keep calls in flight for as long as it needs.
+type gate struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	cond    *sync.Cond
+	closed  bool
+	held    bool
+	blocked int // connections waiting at the gate
+}
+
+func newGate(t *testing.T, target string) *gate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{ln: ln, target: target}
+	g.cond = sync.NewCond(&g.mu)
+	go g.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		g.mu.Lock()
+		g.closed = true
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	})
+	return g
+}
+
+func (g *gate) serve() {
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", g.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		go func() { _, _ = io.Copy(c, s); c.Close() }()
+		go g.forward(c, s)
+	}
+}
+
+// forward copies client to server, waiting while the gate is held.
+func (g *gate) forward(c, s net.Conn) {
+	defer s.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			g.mu.Lock()
+			if g.held {
+				// Each call holds its own pooled connection, so one blocked
+				// connection is one call in flight (on its command, or on
+				// the handshake of a fresh connection).
+				g.blocked++
+				g.cond.Broadcast()
+				for g.held && !g.closed {
+					g.cond.Wait()
+				}
+				g.blocked--
+			}
+			g.mu.Unlock()
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (g *gate) hold() { g.mu.Lock(); g.held = true; g.mu.Unlock() }
+
+func (g *gate) release() {
+	g.mu.Lock()
+	g.held = false
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// waitHeld waits until n connections are held at the gate.
+func (g *gate) waitHeld(t *testing.T, n int) {
+	t.Helper()
+	timer := time.AfterFunc(20*time.Second, func() {
+		g.mu.Lock()
+		g.closed = true
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	})
+	defer timer.Stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.blocked < n && !g.closed {
+		g.cond.Wait()
+	}
+	if g.blocked < n {
+		t.Fatalf("only %d of %d calls reached Redis within 20s", g.blocked, n)
+	}
+}
+
+func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
+	mr := miniredis.RunT(t)
+	g := newGate(t, mr.Addr())
+	p := startBinary(t,
+		"PAYMENTS_REDIS_ADDRS="+g.ln.Addr().String(),
+		"PAYMENTS_REDIS_READ_TIMEOUT=30s",
+		"PAYMENTS_SHUTDOWN_TIMEOUT=20s",
+		"PAYMENTS_HEALTH_INTERVAL=1h", // keep pings off the gate
+	)
+	addr := p.waitLog(t, "grpc server listening")["addr"].(string)
+	p.waitLog(t, "redis reachable: serving")
+	client := dial(t, addr)
+
+	const inFlight = 5
+	g.hold()
+	results := make(chan error, inFlight)
+	for i := range inFlight {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := client.RequestPayment(ctx, &paymentsv1.RequestPaymentRequest{
+				AmountMinor: 100, Currency: "USD", OrderId: "o", IdempotencyKey: fmt.Sprintf("inflight-%d", i),
+			})
+			results <- err
+		}()
+	}
+	g.waitHeld(t, inFlight)
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "shutdown started")
+
+	// A new connection is refused while the old calls are still running.
+	late := dial(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := late.RequestPayment(ctx, &paymentsv1.RequestPaymentRequest{
+		AmountMinor: 100, Currency: "USD", OrderId: "o", IdempotencyKey: "late",
+	})
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Errorf("call after SIGTERM: code = %v, want Unavailable (err %v)", got, err)
+	}
+
+	g.release()
+	for range inFlight {
+		if err := <-results; err != nil {
+			t.Errorf("in-flight call failed across shutdown: %v", err)
+		}
+	}
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Errorf("server exit = %v, want status 0", err)
+	}
+	if got := len(mr.Keys()); got != 2*inFlight {
+		t.Errorf("Redis holds %d keys after shutdown, want %d (every in-flight payment stored)", got, 2*inFlight)
+	}
+}

@@ -1,0 +1,105 @@
+// Command server runs payments-svc. With no arguments it serves; the
+// subcommands are `healthcheck` (a grpc.health.v1 probe for images without a
+// shell) and `version`. `-h` lists every environment variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/payments-svc/payments-svc/internal/app"
+)
+
+// Stamped at build time with -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "payments-svc:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// errUnhealthy marks a healthcheck that ran and found the server not serving.
+var errUnhealthy = errors.New("unhealthy")
+
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "healthcheck":
+			return healthcheck(ctx, args[1:], stderr)
+		case "version":
+			_, err := fmt.Fprintf(stdout, "payments-svc %s (%s)\n", version, commit)
+			return err
+		case "-h", "-help", "--help", "help":
+			fmt.Fprintln(stdout, "usage: payments-svc [healthcheck [flags] | version]")
+			fmt.Fprintln(stdout, "\nWith no arguments it serves, configured by these environment variables:")
+			fmt.Fprintln(stdout)
+			if err := app.PrintUsage(stdout); err != nil {
+				return err
+			}
+			return flag.ErrHelp
+		default:
+			return fmt.Errorf("unknown argument %q; see payments-svc -h", args[0])
+		}
+	}
+	return serve(ctx, stdout)
+}
+
+func serve(ctx context.Context, stdout io.Writer) error {
+	cfg, err := app.LoadConfig()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).
+		With(slog.String("service", "payments-svc"), slog.String("version", version))
+	if err := app.UnknownVariables(); err != nil {
+		log.Warn("ignoring unknown configuration", slog.String("error", err.Error()))
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func healthcheck(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of the server")
+	service := fs.String("service", "payments.v1.PaymentService", `grpc.health.v1 service name ("" for the whole server)`)
+	timeout := fs.Duration("timeout", 2*time.Second, "deadline for the check")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := app.Healthcheck(ctx, *addr, *service); err != nil {
+		return fmt.Errorf("%w: %w", errUnhealthy, err)
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testConfig(redisAddr string) Config {
+	cfg := Config{
+		Environment:      "development",
+		GRPCAddr:         "127.0.0.1:0",
+		GRPCReflection:   true,
+		GRPCMaxRecvBytes: 65536,
+		ShutdownTimeout:  5 * time.Second,
+		IdempotencyTTL:   time.Hour,
+		HealthInterval:   20 * time.Millisecond,
+		Redis: RedisConfig{
+			Mode:         "auto",
+			DialTimeout:  time.Second,
+			ReadTimeout:  time.Second,
+			WriteTimeout: time.Second,
+		},
+	}
+	if redisAddr != "" {
+		cfg.Redis.Addrs = []string{redisAddr}
+	}
+	return cfg
+}
+
+// startApp runs an App until the test ends. It returns a connection to it
+// and stop, which cancels Run and returns its result; calling it again
+// returns the same result.
+func startApp(t *testing.T, cfg Config) (conn *grpc.ClientConn, stop func() error) {
+	t.Helper()
+	a, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
+	t.Cleanup(func() { _ = stop() })
+	conn, err = grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient() error = %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, stop
+}
+
+// waitFor watches grpc.health.v1 until the service reports want, or fails the
+// test at the deadline. Watch streams every change, so no polling is needed.
+func waitFor(t *testing.T, conn *grpc.ClientConn, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: "payments.v1.PaymentService"})
+	if err != nil {
+		t.Fatalf("Watch() error = %v", err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("waiting for %v: %v", want, err)
+		}
+		if resp.GetStatus() == want {
+			return
+		}
+	}
+}
+
+func TestAppServesOnEmbeddedStoreAndStopsCleanly(t *testing.T) {
+	conn, stop := startApp(t, testConfig(""))
+	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+
+	client := paymentsv1.NewPaymentServiceClient(conn)
+	resp, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
+		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
+	})
+	if err != nil {
+		t.Fatalf("RequestPayment() error = %v", err)
+	}
+	if _, err := client.GetPayment(context.Background(), &paymentsv1.GetPaymentRequest{PaymentId: resp.GetPaymentId()}); err != nil {
+		t.Errorf("GetPayment() error = %v", err)
+	}
+	h, err := client.Health(context.Background(), &paymentsv1.HealthRequest{})
+	if err != nil || h.GetStatus() != "ok" {
+		t.Errorf("Health() = %v, %v, want ok", h, err)
+	}
+
+	if err := stop(); err != nil {
+		t.Errorf("Run() after cancel = %v, want nil", err)
+	}
+}
+
+func TestReadinessFollowsRedis(t *testing.T) {
+	mr := miniredis.RunT(t)
+	conn, _ := startApp(t, testConfig(mr.Addr()))
+	client := paymentsv1.NewPaymentServiceClient(conn)
+	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+
+	mr.Close()
+	waitFor(t, conn, healthpb.HealthCheckResponse_NOT_SERVING)
+	live, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: LivenessService})
+	if err != nil || live.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("liveness with Redis down = %v, %v, want SERVING", live, err)
+	}
+	if h, err := client.Health(context.Background(), &paymentsv1.HealthRequest{}); err != nil || h.GetStatus() != "unavailable" {
+		t.Errorf("Health() with Redis down = %v, %v, want unavailable", h, err)
+	}
+	_, err = client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
+		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
+	})
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Errorf("RequestPayment() with Redis down: code = %v, want Unavailable", got)
+	}
+
+	if err := mr.Restart(); err != nil {
+		t.Fatalf("miniredis Restart() error = %v", err)
+	}
+	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+	if _, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
+		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
+	}); err != nil {
+		t.Errorf("RequestPayment() after Redis came back: %v, want success", err)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	a, err := New(context.Background(), testConfig(""), slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := a.GRPCAddr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService"); err != nil {
+		t.Errorf("Healthcheck() on a serving server = %v, want nil", err)
+	}
+	if err := Healthcheck(cctx, addr, "no.such.Service"); err == nil {
+		t.Errorf("Healthcheck() of an unknown service = nil, want an error")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v, want nil", err)
+	}
+	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService"); err == nil {
+		t.Errorf("Healthcheck() on a stopped server = nil, want an error")
+	}
+}
+
+func TestNewFailsOnBusyAddress(t *testing.T) {
+	conn, _ := startApp(t, testConfig(""))
+	cfg := testConfig("")
+	cfg.GRPCAddr = conn.Target()
+	if _, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
+		t.Errorf("New() on a busy address = nil error, want one")
+	}
+}

@@ -1,0 +1,156 @@
+package app
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// EnvPrefix prefixes every environment variable of the service.
+const EnvPrefix = "PAYMENTS"
+
+// Config is the whole configuration, read from PAYMENTS_* variables.
+type Config struct {
+	Environment      string        `envconfig:"ENVIRONMENT" default:"development" desc:"development or production; production refuses the embedded store"`
+	GRPCAddr         string        `envconfig:"GRPC_ADDR" default:":50051" desc:"gRPC listen address"`
+	GRPCReflection   bool          `envconfig:"GRPC_REFLECTION" default:"true" desc:"register gRPC server reflection (for grpcurl)"`
+	GRPCMaxRecvBytes int           `envconfig:"GRPC_MAX_RECV_BYTES" default:"65536" desc:"largest request message accepted, in bytes"`
+	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"how long in-flight calls may finish after SIGTERM"`
+	IdempotencyTTL   time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h" desc:"how long an idempotency key is remembered"`
+	PaymentTTL       time.Duration `envconfig:"PAYMENT_TTL" default:"0s" desc:"how long payments are kept; 0 keeps them forever"`
+	HealthInterval   time.Duration `envconfig:"HEALTH_INTERVAL" default:"1s" desc:"how often Redis is pinged for health"`
+	Redis            RedisConfig   `envconfig:"REDIS"`
+}
+
+// RedisConfig selects and tunes the Redis client.
+type RedisConfig struct {
+	Addrs            []string      `envconfig:"ADDRS" desc:"comma-separated host:port list; empty runs an embedded in-process store"`
+	Mode             string        `envconfig:"MODE" default:"auto" desc:"auto, single, sentinel or cluster"`
+	MasterName       string        `envconfig:"MASTER_NAME" desc:"Sentinel master name (mode sentinel)"`
+	Username         string        `envconfig:"USERNAME" desc:"ACL user name"`
+	Password         string        `envconfig:"PASSWORD" desc:"password"`
+	SentinelPassword string        `envconfig:"SENTINEL_PASSWORD" desc:"Sentinel password"`
+	DB               int           `envconfig:"DB" default:"0" desc:"database number (not in cluster mode)"`
+	TLS              bool          `envconfig:"TLS" default:"false" desc:"connect with TLS"`
+	TLSServerName    string        `envconfig:"TLS_SERVER_NAME" desc:"server name to verify, if not the host"`
+	TLSCAFile        string        `envconfig:"TLS_CA_FILE" desc:"PEM CA bundle to trust instead of the system roots"`
+	DialTimeout      time.Duration `envconfig:"DIAL_TIMEOUT" default:"2s" desc:"connect timeout"`
+	ReadTimeout      time.Duration `envconfig:"READ_TIMEOUT" default:"500ms" desc:"reply timeout"`
+	WriteTimeout     time.Duration `envconfig:"WRITE_TIMEOUT" default:"500ms" desc:"send timeout"`
+	PoolSize         int           `envconfig:"POOL_SIZE" default:"0" desc:"connections per node; 0 is 10 per CPU"`
+}
+
+// Embedded reports whether the in-process store is used.
+func (c Config) Embedded() bool { return len(c.Redis.Addrs) == 0 }
+
+// LoadConfig reads the configuration from the environment and validates it.
+// Errors name the variable at fault.
+func LoadConfig() (Config, error) {
+	var cfg Config
+	if err := envconfig.Process(EnvPrefix, &cfg); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// UnknownVariables lists set PAYMENTS_* variables that no setting reads,
+// which are usually typos.
+func UnknownVariables() error {
+	return envconfig.CheckDisallowed(EnvPrefix, &Config{})
+}
+
+// PrintUsage writes every variable with its default and meaning.
+func PrintUsage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	format := "VARIABLE\tDEFAULT\tDESCRIPTION\n{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"
+	if err := envconfig.Usagef(EnvPrefix, &Config{}, tw, format); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// Validate checks what envconfig cannot: ranges, enumerations and the
+// relations between settings.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Environment != "development" && c.Environment != "production" {
+		bad("PAYMENTS_ENVIRONMENT must be development or production, got %q", c.Environment)
+	}
+	if c.Environment == "production" && c.Embedded() {
+		bad("PAYMENTS_REDIS_ADDRS is required when PAYMENTS_ENVIRONMENT is production: the embedded store keeps data in memory only")
+	}
+	if c.GRPCMaxRecvBytes <= 0 {
+		bad("PAYMENTS_GRPC_MAX_RECV_BYTES must be positive, got %d", c.GRPCMaxRecvBytes)
+	}
+	for name, d := range map[string]time.Duration{
+		"PAYMENTS_SHUTDOWN_TIMEOUT":    c.ShutdownTimeout,
+		"PAYMENTS_IDEMPOTENCY_TTL":     c.IdempotencyTTL,
+		"PAYMENTS_HEALTH_INTERVAL":     c.HealthInterval,
+		"PAYMENTS_REDIS_DIAL_TIMEOUT":  c.Redis.DialTimeout,
+		"PAYMENTS_REDIS_READ_TIMEOUT":  c.Redis.ReadTimeout,
+		"PAYMENTS_REDIS_WRITE_TIMEOUT": c.Redis.WriteTimeout,
+	} {
+		if d <= 0 {
+			bad("%s must be positive, got %s", name, d)
+		}
+	}
+	if c.IdempotencyTTL > 0 && c.IdempotencyTTL < time.Millisecond {
+		bad("PAYMENTS_IDEMPOTENCY_TTL must be at least 1ms, got %s", c.IdempotencyTTL)
+	}
+	if c.PaymentTTL < 0 || (c.PaymentTTL > 0 && c.PaymentTTL < c.IdempotencyTTL) {
+		bad("PAYMENTS_PAYMENT_TTL must be 0 (keep forever) or at least PAYMENTS_IDEMPOTENCY_TTL (%s), got %s: a replay must never point at a deleted payment", c.IdempotencyTTL, c.PaymentTTL)
+	}
+	switch c.Redis.Mode {
+	case "auto", "single", "cluster":
+	case "sentinel":
+		if c.Redis.MasterName == "" {
+			bad("PAYMENTS_REDIS_MASTER_NAME is required when PAYMENTS_REDIS_MODE is sentinel")
+		}
+	default:
+		bad("PAYMENTS_REDIS_MODE must be auto, single, sentinel or cluster, got %q", c.Redis.Mode)
+	}
+	if c.Redis.Mode == "single" && len(c.Redis.Addrs) > 1 {
+		bad("PAYMENTS_REDIS_ADDRS must hold one address when PAYMENTS_REDIS_MODE is single, got %d", len(c.Redis.Addrs))
+	}
+	if c.Redis.PoolSize < 0 {
+		bad("PAYMENTS_REDIS_POOL_SIZE must not be negative, got %d", c.Redis.PoolSize)
+	}
+	if c.Redis.DB < 0 {
+		bad("PAYMENTS_REDIS_DB must not be negative, got %d", c.Redis.DB)
+	}
+	return errors.Join(errs...)
+}
+
+// tlsConfig builds the client TLS settings, or nil when TLS is off.
+func (r RedisConfig) tlsConfig() (*tls.Config, error) {
+	if !r.TLS {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
+	if r.TLSCAFile != "" {
+		pem, err := os.ReadFile(r.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("PAYMENTS_REDIS_TLS_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("PAYMENTS_REDIS_TLS_CA_FILE: no PEM certificates in %s", r.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}

@@ -1,0 +1,135 @@
+package app
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := LoadConfig()
+	if err != nil {
+		t.Fatalf("LoadConfig() error = %v", err)
+	}
+	want := Config{
+		Environment:      "development",
+		GRPCAddr:         ":50051",
+		GRPCReflection:   true,
+		GRPCMaxRecvBytes: 65536,
+		ShutdownTimeout:  15 * time.Second,
+		IdempotencyTTL:   24 * time.Hour,
+		HealthInterval:   time.Second,
+		Redis: RedisConfig{
+			Mode:         "auto",
+			DialTimeout:  2 * time.Second,
+			ReadTimeout:  500 * time.Millisecond,
+			WriteTimeout: 500 * time.Millisecond,
+		},
+	}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("LoadConfig() defaults mismatch (-want +got):\n%s", diff)
+	}
+	if !cfg.Embedded() {
+		t.Errorf("Embedded() = false with no PAYMENTS_REDIS_ADDRS, want true")
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string // substring; empty means success
+		check   func(*testing.T, Config)
+	}{
+		{name: "redis list and typed durations", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "a:1,b:2", "PAYMENTS_IDEMPOTENCY_TTL": "2h", "PAYMENTS_LOG_LEVEL": "debug"},
+			check: func(t *testing.T, c Config) {
+				if diff := cmp.Diff([]string{"a:1", "b:2"}, c.Redis.Addrs); diff != "" {
+					t.Errorf("Addrs mismatch (-want +got):\n%s", diff)
+				}
+				if c.IdempotencyTTL != 2*time.Hour || c.LogLevel.String() != "DEBUG" {
+					t.Errorf("got ttl %s level %s, want 2h DEBUG", c.IdempotencyTTL, c.LogLevel)
+				}
+			}},
+		{name: "production with redis", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production", "PAYMENTS_REDIS_ADDRS": "redis:6379"}},
+		{name: "payment ttl equal to idempotency ttl", env: map[string]string{"PAYMENTS_PAYMENT_TTL": "24h"}},
+		{name: "bad duration names the variable", env: map[string]string{"PAYMENTS_IDEMPOTENCY_TTL": "soon"}, wantErr: "PAYMENTS_IDEMPOTENCY_TTL"},
+		{name: "bad bool names the variable", env: map[string]string{"PAYMENTS_GRPC_REFLECTION": "maybe"}, wantErr: "PAYMENTS_GRPC_REFLECTION"},
+		{name: "bad log level", env: map[string]string{"PAYMENTS_LOG_LEVEL": "loud"}, wantErr: "PAYMENTS_LOG_LEVEL"},
+		{name: "unknown environment", env: map[string]string{"PAYMENTS_ENVIRONMENT": "staging"}, wantErr: "PAYMENTS_ENVIRONMENT"},
+		{name: "production refuses the embedded store", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production"}, wantErr: "PAYMENTS_REDIS_ADDRS is required"},
+		{name: "payment ttl shorter than idempotency ttl", env: map[string]string{"PAYMENTS_PAYMENT_TTL": "1h"}, wantErr: "PAYMENTS_PAYMENT_TTL"},
+		{name: "negative payment ttl", env: map[string]string{"PAYMENTS_PAYMENT_TTL": "-1h"}, wantErr: "PAYMENTS_PAYMENT_TTL"},
+		{name: "zero shutdown timeout", env: map[string]string{"PAYMENTS_SHUTDOWN_TIMEOUT": "0s"}, wantErr: "PAYMENTS_SHUTDOWN_TIMEOUT"},
+		{name: "sub-millisecond idempotency ttl", env: map[string]string{"PAYMENTS_IDEMPOTENCY_TTL": "10us"}, wantErr: "at least 1ms"},
+		{name: "zero receive limit", env: map[string]string{"PAYMENTS_GRPC_MAX_RECV_BYTES": "0"}, wantErr: "PAYMENTS_GRPC_MAX_RECV_BYTES"},
+		{name: "sentinel needs a master name", env: map[string]string{"PAYMENTS_REDIS_MODE": "sentinel", "PAYMENTS_REDIS_ADDRS": "s:26379"}, wantErr: "PAYMENTS_REDIS_MASTER_NAME"},
+		{name: "unknown redis mode", env: map[string]string{"PAYMENTS_REDIS_MODE": "ring"}, wantErr: "PAYMENTS_REDIS_MODE"},
+		{name: "single mode with two addresses", env: map[string]string{"PAYMENTS_REDIS_MODE": "single", "PAYMENTS_REDIS_ADDRS": "a:1,b:2"}, wantErr: "one address"},
+		{name: "negative pool size", env: map[string]string{"PAYMENTS_REDIS_POOL_SIZE": "-1"}, wantErr: "PAYMENTS_REDIS_POOL_SIZE"},
+		{name: "negative db", env: map[string]string{"PAYMENTS_REDIS_DB": "-1"}, wantErr: "PAYMENTS_REDIS_DB"},
+		{name: "every error reported", env: map[string]string{"PAYMENTS_REDIS_MODE": "ring", "PAYMENTS_ENVIRONMENT": "qa"}, wantErr: "PAYMENTS_REDIS_MODE must be auto"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := LoadConfig()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("LoadConfig() error = %v, want nil", err)
+				}
+				if tt.check != nil {
+					tt.check(t, cfg)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("LoadConfig() error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestPrintUsageListsEveryVariable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := PrintUsage(&buf); err != nil {
+		t.Fatalf("PrintUsage() error = %v", err)
+	}
+	for _, v := range []string{"PAYMENTS_GRPC_ADDR", "PAYMENTS_IDEMPOTENCY_TTL", "PAYMENTS_REDIS_ADDRS", "PAYMENTS_REDIS_MODE", "PAYMENTS_SHUTDOWN_TIMEOUT", "24h", ":50051"} {
+		if !strings.Contains(buf.String(), v) {
+			t.Errorf("PrintUsage() output lacks %q", v)
+		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	if err := UnknownVariables(); err != nil {
+		t.Fatalf("UnknownVariables() with a clean environment = %v, want nil", err)
+	}
+	t.Setenv("PAYMENTS_REDIS_ADDR", "typo:6379")
+	if err := UnknownVariables(); err == nil || !strings.Contains(err.Error(), "PAYMENTS_REDIS_ADDR") {
+		t.Errorf("UnknownVariables() = %v, want it to name PAYMENTS_REDIS_ADDR", err)
+	}
+}
+
+func TestRedisTLSConfig(t *testing.T) {
+	if cfg, err := (RedisConfig{}).tlsConfig(); cfg != nil || err != nil {
+		t.Errorf("tlsConfig() with TLS off = %v, %v, want nil, nil", cfg, err)
+	}
+	cfg, err := (RedisConfig{TLS: true, TLSServerName: "redis.internal"}).tlsConfig()
+	if err != nil || cfg.ServerName != "redis.internal" {
+		t.Errorf("tlsConfig() = %v, %v, want server name redis.internal", cfg, err)
+	}
+	if _, err := (RedisConfig{TLS: true, TLSCAFile: "/does/not/exist"}).tlsConfig(); err == nil || !strings.Contains(err.Error(), "PAYMENTS_REDIS_TLS_CA_FILE") {
+		t.Errorf("tlsConfig() with a missing CA file = %v, want an error naming PAYMENTS_REDIS_TLS_CA_FILE", err)
+	}
+	notPEM := t.TempDir() + "/ca.pem"
+	writeFile(t, notPEM, "not a certificate")
+	if _, err := (RedisConfig{TLS: true, TLSCAFile: notPEM}).tlsConfig(); err == nil {
+		t.Errorf("tlsConfig() with a non-PEM CA file = nil error, want one")
+	}
+}

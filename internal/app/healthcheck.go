@@ -1,0 +1,29 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Healthcheck asks a running server over grpc.health.v1 whether service is
+// SERVING. It backs the `healthcheck` subcommand used by the container
+// HEALTHCHECK and the Helm test, where the image has no shell or grpcurl.
+func Healthcheck(ctx context.Context, addr, service string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("healthcheck %s: %w", addr, err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return fmt.Errorf("healthcheck %s: %w", addr, err)
+	}
+	if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("healthcheck %s: service %q is %s", addr, service, st)
+	}
+	return nil
+}
