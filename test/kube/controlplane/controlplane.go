@@ -77,7 +77,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if cp.pki, err = newPKI(opts.Dir); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
+	ports, err := freePorts(ctx, 6)
 	if err != nil {
 		return nil, err
 	}

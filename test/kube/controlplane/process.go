@@ -24,11 +24,12 @@ type process struct {
 
 func startProcess(bin, dir, name string, args ...string) (*process, error) {
 	logFile := filepath.Join(dir, name+".log")
-	f, err := os.Create(logFile)
+	f, err := os.Create(logFile) //nolint:gosec // the caller's own work directory
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	// The pinned binaries from build.sh; a component lives until Stop, not until a context ends.
+	cmd := exec.Command(bin, args...) //nolint:gosec,noctx // see above
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = f, f
 	// If the test binary dies without running its cleanup (a panic, a
@@ -92,7 +93,7 @@ func (p *process) waitFor(ctx context.Context, timeout time.Duration, what strin
 	var last error
 	for {
 		if p.exited() {
-			return fmt.Errorf("%s exited (%v) before %s; log %s:\n%s", p.name, p.err, what, p.logFile, p.tail(30))
+			return fmt.Errorf("%s exited (%w) before %s; log %s:\n%s", p.name, p.err, what, p.logFile, p.tail(30))
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 		last = check(cctx)
@@ -102,7 +103,7 @@ func (p *process) waitFor(ctx context.Context, timeout time.Duration, what strin
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not %s within %v: %v; log %s:\n%s", p.name, what, timeout, last, p.logFile, p.tail(30))
+			return fmt.Errorf("%s not %s within %v: %w; log %s:\n%s", p.name, what, timeout, last, p.logFile, p.tail(30))
 		case <-tick.C:
 		}
 	}
@@ -111,7 +112,7 @@ func (p *process) waitFor(ctx context.Context, timeout time.Duration, what strin
 // freePorts reserves n distinct loopback ports. They are released before the
 // components bind them, so another process could take one in between; the
 // component then fails to start and the error says so.
-func freePorts(n int) ([]int, error) {
+func freePorts(ctx context.Context, n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -120,7 +121,8 @@ func freePorts(n int) ([]int, error) {
 	}()
 	ports := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		var lc net.ListenConfig
+		l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
