@@ -160,7 +160,7 @@ kube-tools: ## build the pinned control plane, kwok and helm into .cache/kube/bi
 
 .PHONY: chart-e2e
 chart-e2e: kube-tools ## check charts/payments on a real API server, controllers and kwok on 127.0.0.1
-	cd test/kube && $(GOLANGCI_LINT) run ./controlplane/ ./e2e/
+	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./e2e/
 	cd test/kube && KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m ./controlplane/ ./e2e/
 
 .PHONY: clean
