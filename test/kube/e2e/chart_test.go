@@ -171,6 +171,13 @@ func TestChartServiceMonitor(t *testing.T) {
 	if r := serverDryRun(t, ns, manifest); r.err != nil {
 		t.Errorf("API server refused the manifest with a ServiceMonitor:\n%v", r)
 	}
+
+	// A real install asks the server's discovery instead of --api-versions.
+	helm(t, "install", "monitored", chartDir, "-n", ns, "-f", values("base"), "-f", values("no-persistence"), "-f", values("servicemonitor"))
+	if got := strings.Fields(kubectl(t, "get", "servicemonitors", "-n", ns, "-l", "app.kubernetes.io/instance=monitored", "-o", "name")); len(got) != 1 {
+		t.Errorf("ServiceMonitors after helm install: got %v, want one", got)
+	}
+	helm(t, "uninstall", "monitored", "-n", ns, "--wait")
 }
 
 // TestChartBrokenValuesRejected proves the server-side check has teeth: values
