@@ -156,6 +156,17 @@ deploy: ## helm upgrade --install the chart on the current kube context with k8s
 dev: ## skaffold dev loop on the kind cluster: rebuild, redeploy and port-forward 50051/8080 on every change
 	$(SKAFFOLD) dev --profile kind --port-forward
 
+KUBE_BIN := $(CURDIR)/.cache/kube/bin
+
+.PHONY: kube-tools
+kube-tools: ## build the pinned control plane, kwok and helm into .cache/kube/bin (cold ~10 min, then skipped)
+	test/kube/build.sh "$(KUBE_BIN)"
+
+.PHONY: chart-e2e
+chart-e2e: kube-tools ## check charts/payments on a real API server, controllers and kwok on 127.0.0.1
+	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./e2e/
+	cd test/kube && KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m ./controlplane/ ./e2e/
+
 .PHONY: clean
 clean: ## remove build output and coverage files
 	rm -rf bin coverage.out coverage.html
