@@ -145,6 +145,12 @@ func TestAppServesOnEmbeddedStoreAndStopsCleanly(t *testing.T) {
 		t.Fatalf("replay RequestPayment() error = %v", err)
 	}
 
+	// A refused call must be counted with its real code, not as Unknown:
+	// errors are mapped to statuses inside the metrics interceptor.
+	if _, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("empty RequestPayment() = %v, want InvalidArgument", err)
+	}
+
 	code, body := get(t, a, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics = %d", code)
@@ -154,6 +160,7 @@ func TestAppServesOnEmbeddedStoreAndStopsCleanly(t *testing.T) {
 		"payments_idempotent_replays_total 1",
 		"payments_idempotency_mismatch_total 0",
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="RequestPayment",grpc_service="payments.v1.PaymentService",grpc_type="unary"} 2`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="RequestPayment",grpc_service="payments.v1.PaymentService",grpc_type="unary"} 1`,
 		"grpc_server_handling_seconds_bucket",
 		"redis_errors_total 0",
 		"go_goroutines",
