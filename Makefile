@@ -79,6 +79,13 @@ test: ## the full Go suite: unit, in-process and real-binary tests with -race (f
 	    { echo "coverage $$total% is below the $(COVERAGE_MIN)% gate"; exit 1; }
 	$(MAKE) --no-print-directory test-chart
 
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## fuzz the webhook signature parser and event decoder for FUZZTIME each (default 30s)
+	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/webhook
+	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./internal/webhook
+
 .PHONY: vuln
 vuln: ## scan dependencies for known vulnerabilities
 	$(GOVULNCHECK) ./...
