@@ -2,6 +2,9 @@ package app
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +150,39 @@ func TestRedisTLSConfig(t *testing.T) {
 	writeFile(t, notPEM, "not a certificate")
 	if _, err := (RedisConfig{TLS: true, TLSCAFile: notPEM}).tlsConfig(); err == nil {
 		t.Errorf("tlsConfig() with a non-PEM CA file = nil error, want one")
+	}
+}
+
+func TestRedisClientKindFollowsMode(t *testing.T) {
+	tests := []struct {
+		name  string
+		redis RedisConfig
+		want  string
+	}{
+		{name: "auto, one address", redis: RedisConfig{Mode: "auto", Addrs: []string{"127.0.0.1:1"}}, want: "*redis.Client"},
+		{name: "auto, several addresses", redis: RedisConfig{Mode: "auto", Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}, want: "*redis.ClusterClient"},
+		{name: "single ignores a master name", redis: RedisConfig{Mode: "single", Addrs: []string{"127.0.0.1:1"}, MasterName: "mymaster"}, want: "*redis.Client"},
+		{name: "cluster with one address", redis: RedisConfig{Mode: "cluster", Addrs: []string{"127.0.0.1:1"}}, want: "*redis.ClusterClient"},
+		{name: "sentinel", redis: RedisConfig{Mode: "sentinel", Addrs: []string{"127.0.0.1:1"}, MasterName: "mymaster"}, want: "*redis.Client"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("")
+			tt.redis.DialTimeout, tt.redis.ReadTimeout, tt.redis.WriteTimeout = time.Second, time.Second, time.Second
+			cfg.Redis = tt.redis
+			client, stop, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatalf("newRedisClient() error = %v", err)
+			}
+			defer stop()
+			if got := fmt.Sprintf("%T", client); got != tt.want {
+				t.Errorf("client type = %s, want %s", got, tt.want)
+			}
+		})
+	}
+	cfg := testConfig("")
+	cfg.Redis.TLS, cfg.Redis.TLSCAFile = true, "/does/not/exist"
+	if _, _, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
+		t.Errorf("newRedisClient() with an unreadable CA file = nil error, want one")
 	}
 }

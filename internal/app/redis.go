@@ -61,12 +61,12 @@ func newRedisClient(cfg Config, log *slog.Logger) (redis.UniversalClient, func()
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	if rc.Mode == "auto" || rc.Mode == "single" {
-		// An explicit master name is the only signal for Sentinel in auto.
+	// UniversalClient picks Sentinel when a master name is set, Cluster for
+	// several addresses or IsClusterMode, and a single node otherwise; an
+	// explicit mode only removes what would contradict it.
+	switch rc.Mode {
+	case "single", "cluster":
 		opts.MasterName = ""
-		if rc.Mode == "auto" && rc.MasterName != "" {
-			opts.MasterName = rc.MasterName
-		}
 	}
 	client := redis.NewUniversalClient(opts)
 	stop := func() {
