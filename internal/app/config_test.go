@@ -2,14 +2,19 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/payments-svc/payments-svc/internal/metrics"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -184,5 +189,27 @@ func TestRedisClientKindFollowsMode(t *testing.T) {
 	cfg.Redis.TLS, cfg.Redis.TLSCAFile = true, "/does/not/exist"
 	if _, _, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
 		t.Errorf("newRedisClient() with an unreadable CA file = nil error, want one")
+	}
+}
+
+// TestRedisHandshakeIsClean pins the client options that keep go-redis's
+// connection handshake from sending commands older Redis versions and the
+// embedded store refuse, which would count as Redis errors on every dial.
+func TestRedisHandshakeIsClean(t *testing.T) {
+	cfg := testConfig("")
+	client, stop, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	m := metrics.New()
+	client.AddHook(m.RedisHook())
+	if err := client.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("Ping() error = %v", err)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "redis_errors_total 0") {
+		t.Errorf("a fresh connection counted Redis errors:\n%s", rec.Body.String())
 	}
 }
