@@ -33,9 +33,13 @@ COVERAGE_MIN := 80
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# DEV_WEBHOOK_SECRET is base64 of "dev-only-webhook-secret-change-me": a
+# deliberately public secret for local runs. Never use it anywhere else.
+DEV_WEBHOOK_SECRET := whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l
+
 .PHONY: run
-run: ## run the server on the embedded in-process Redis (data is lost on exit)
-	go run ./cmd/server
+run: ## run the server on the embedded in-process Redis (data is lost on exit) with a dev webhook secret
+	PAYMENTS_WEBHOOK_SECRETS=$${PAYMENTS_WEBHOOK_SECRETS:-$(DEV_WEBHOOK_SECRET)} go run ./cmd/server
 
 .PHONY: build
 build: ## build bin/payments-svc
@@ -89,6 +93,13 @@ bench: ## benchmarks, never pass/fail: micro-benchmarks, a CPU profile of the ho
 	  -cpuprofile $(BENCH_OUT)/cpu.prof -o $(BENCH_OUT)/bench.test ./bench/
 	go tool pprof -top -nodecount 30 $(BENCH_OUT)/bench.test $(BENCH_OUT)/cpu.prof
 	go run ./bench/run | tee $(BENCH_OUT)/results.md
+
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## fuzz the webhook signature parser and event decoder for FUZZTIME each (default 30s)
+	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/webhook
+	go test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./internal/webhook
 
 .PHONY: vuln
 vuln: ## scan dependencies for known vulnerabilities
@@ -166,6 +177,17 @@ deploy: ## helm upgrade --install the chart on the current kube context with k8s
 .PHONY: dev
 dev: ## skaffold dev loop on the kind cluster: rebuild, redeploy and port-forward 50051/8080 on every change
 	$(SKAFFOLD) dev --profile kind --port-forward
+
+KUBE_BIN := $(CURDIR)/.cache/kube/bin
+
+.PHONY: kube-tools
+kube-tools: ## build the pinned control plane, kwok and helm into .cache/kube/bin (cold ~10 min, then skipped)
+	test/kube/build.sh "$(KUBE_BIN)"
+
+.PHONY: chart-e2e
+chart-e2e: kube-tools ## check charts/payments on a real API server, controllers and kwok on 127.0.0.1
+	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./e2e/
+	cd test/kube && KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m ./controlplane/ ./e2e/
 
 .PHONY: clean
 clean: ## remove build output and coverage files

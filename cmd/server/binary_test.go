@@ -27,6 +27,9 @@ import (
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
+// testSecret is a throwaway webhook secret for tests.
+const testSecret = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+
 // binPath is the server binary built once for the tests that run it as a
 // real process, the way a container or a kubelet does.
 var binPath string
@@ -61,7 +64,8 @@ type proc struct {
 func startBinary(t *testing.T, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binPath)
-	cmd.Env = append(os.Environ(), append([]string{"PAYMENTS_GRPC_ADDR=127.0.0.1:0"}, env...)...)
+	base := []string{"PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + testSecret}
+	cmd.Env = append(os.Environ(), append(base, env...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

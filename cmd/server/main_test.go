@@ -66,6 +66,8 @@ func TestServeRefusesBadConfig(t *testing.T) {
 
 func TestServeStopsWithContext(t *testing.T) {
 	t.Setenv("PAYMENTS_GRPC_ADDR", "127.0.0.1:0")
+	t.Setenv("PAYMENTS_HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv("PAYMENTS_WEBHOOK_SECRETS", testSecret)
 	t.Setenv("PAYMENTS_UNKNOWN_SETTING", "x")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // Run starts, sees the context is done, and shuts down at once.
@@ -73,7 +75,7 @@ func TestServeStopsWithContext(t *testing.T) {
 	if err := run(ctx, nil, &stdout, &stderr); err != nil {
 		t.Fatalf("run() = %v, want nil after cancellation", err)
 	}
-	for _, want := range []string{"EMBEDDED STORE", "grpc server listening", "PAYMENTS_UNKNOWN_SETTING", "shutdown complete"} {
+	for _, want := range []string{"EMBEDDED STORE", "grpc server listening", "http server listening", "PAYMENTS_UNKNOWN_SETTING", "shutdown complete"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, stdout.String())
 		}

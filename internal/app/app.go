@@ -1,14 +1,17 @@
 // Package app owns the wiring and lifecycle of payments-svc: it builds the
-// Redis client (or the embedded store), the repository, the health monitor and
-// the gRPC server from a Config, serves until its context ends, and shuts
-// everything down in order.
+// Redis client (or the embedded store), the repository, the health monitor,
+// the metrics, and the gRPC and HTTP servers from a Config, serves until its
+// context ends, and shuts everything down in order.
 package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,8 +19,20 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/payments-svc/payments-svc/internal/metrics"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
+	httptransport "github.com/payments-svc/payments-svc/internal/transport/http"
+	"github.com/payments-svc/payments-svc/internal/webhook"
+)
+
+// HTTP server timeouts. Webhook bodies are small and bounded, so generous
+// values still cut slow-loris clients off.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 15 * time.Second
+	httpWriteTimeout      = 15 * time.Second
+	httpIdleTimeout       = 60 * time.Second
 )
 
 // App is one running instance of the service.
@@ -25,7 +40,9 @@ type App struct {
 	cfg       Config
 	log       *slog.Logger
 	grpcLis   net.Listener
+	httpLis   net.Listener
 	grpcSrv   *grpc.Server
+	httpSrv   *http.Server
 	health    *health.Server
 	monitor   *monitor
 	stopRedis func()
@@ -39,6 +56,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := metrics.New()
+	client.AddHook(m.RedisHook())
 	repo := storage.New(client, storage.Options{IdempotencyTTL: cfg.IdempotencyTTL, PaymentTTL: cfg.PaymentTTL})
 
 	hs := health.NewServer()
@@ -48,19 +67,44 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	hs.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	mon := &monitor{ping: repo.Ping, health: hs, interval: cfg.HealthInterval, log: log}
 
-	srv := grpctransport.NewServer(grpctransport.ServerConfig{
+	grpcSrv := grpctransport.NewServer(grpctransport.ServerConfig{
 		Logger:       log,
 		Service:      grpctransport.NewService(repo, mon, nil),
 		Health:       hs,
 		Reflection:   cfg.GRPCReflection,
 		MaxRecvBytes: cfg.GRPCMaxRecvBytes,
+		Observer:     m,
+		Interceptors: []grpc.UnaryServerInterceptor{m.GRPC.UnaryServerInterceptor()},
 	})
+	m.GRPC.InitializeMetrics(grpcSrv)
+
+	httpSrv := &http.Server{
+		Handler: httptransport.NewHandler(httptransport.Config{
+			Logger:   log,
+			Store:    repo,
+			Verifier: webhook.NewVerifier(cfg.Webhook.keys(), cfg.Webhook.Tolerance, nil),
+			Ready:    mon.Ready,
+			Metrics:  m.Handler(),
+			Observer: m,
+		}),
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 
 	var lc net.ListenConfig
-	lis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
 	if err != nil {
 		stopRedis()
 		return nil, fmt.Errorf("listen on PAYMENTS_GRPC_ADDR %s: %w", cfg.GRPCAddr, err)
+	}
+	httpLis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = grpcLis.Close()
+		stopRedis()
+		return nil, fmt.Errorf("listen on PAYMENTS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 
 	// Loading scripts ahead is an optimisation; with Redis down the first
@@ -71,15 +115,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	cancel()
 
-	return &App{cfg: cfg, log: log, grpcLis: lis, grpcSrv: srv, health: hs, monitor: mon, stopRedis: stopRedis}, nil
+	return &App{
+		cfg: cfg, log: log,
+		grpcLis: grpcLis, httpLis: httpLis, grpcSrv: grpcSrv, httpSrv: httpSrv,
+		health: hs, monitor: mon, stopRedis: stopRedis,
+	}, nil
 }
 
 // GRPCAddr is the bound gRPC address.
 func (a *App) GRPCAddr() net.Addr { return a.grpcLis.Addr() }
 
+// HTTPAddr is the bound HTTP address.
+func (a *App) HTTPAddr() net.Addr { return a.httpLis.Addr() }
+
 // Run serves until ctx ends or a server fails, then shuts down: readiness goes
-// NOT_SERVING first, in-flight calls get PAYMENTS_SHUTDOWN_TIMEOUT to finish,
-// and whatever remains is cut. A shutdown asked for by ctx returns nil.
+// NOT_SERVING first, in-flight calls and requests get
+// PAYMENTS_SHUTDOWN_TIMEOUT to finish, and whatever remains is cut. A
+// shutdown asked for by ctx returns nil.
 func (a *App) Run(ctx context.Context) error {
 	defer a.stopRedis()
 
@@ -92,30 +144,40 @@ func (a *App) Run(ctx context.Context) error {
 		a.monitor.run(monCtx)
 	}()
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() {
 		a.log.Info("grpc server listening", slog.String("addr", a.grpcLis.Addr().String()),
 			slog.Bool("embedded_store", a.cfg.Embedded()))
-		serveErr <- a.grpcSrv.Serve(a.grpcLis)
+		if err := a.grpcSrv.Serve(a.grpcLis); err != nil {
+			serveErr <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()))
+		if err := a.httpSrv.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("http server: %w", err)
+		}
 	}()
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 		a.log.Info("shutdown started", slog.String("cause", context.Cause(ctx).Error()))
-	case err := <-serveErr:
-		runErr = fmt.Errorf("grpc server: %w", err)
+	case runErr = <-serveErr:
+		a.log.Error("shutdown started", slog.String("cause", runErr.Error()))
 	}
 
 	stopMonitor()
 	<-monDone
 	// From here on every probe sees NOT_SERVING, so load balancers drain
-	// this instance while in-flight calls finish.
+	// this instance while in-flight work finishes.
+	a.monitor.stop()
 	a.health.Shutdown()
 
-	if !a.gracefulStop() {
-		// Cutting calls at the deadline is the designed behaviour, not a
-		// failure of the process: clients retry with their idempotency keys.
+	if !a.drain(context.WithoutCancel(ctx)) {
+		// Cutting work at the deadline is the designed behaviour, not a
+		// failure of the process: clients retry with their idempotency keys
+		// and providers redeliver events.
 		a.log.Warn("graceful stop exceeded PAYMENTS_SHUTDOWN_TIMEOUT; remaining calls were cut",
 			slog.Duration("timeout", a.cfg.ShutdownTimeout))
 	}
@@ -123,22 +185,32 @@ func (a *App) Run(ctx context.Context) error {
 	return runErr
 }
 
-// gracefulStop waits for in-flight calls up to the shutdown timeout, then
-// cuts the rest. It reports whether every call finished in time.
-func (a *App) gracefulStop() bool {
-	done := make(chan struct{})
-	go func() {
+// drain stops both servers gracefully within the shutdown timeout, then cuts
+// what remains. It reports whether everything finished in time.
+func (a *App) drain(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	grpcDone := make(chan struct{})
+	wg.Go(func() {
 		a.grpcSrv.GracefulStop()
-		close(done)
-	}()
-	timer := time.NewTimer(a.cfg.ShutdownTimeout)
-	defer timer.Stop()
+		close(grpcDone)
+	})
+	httpClean := true
+	wg.Go(func() {
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			httpClean = false
+			_ = a.httpSrv.Close()
+		}
+	})
+	grpcClean := true
 	select {
-	case <-done:
-		return true
-	case <-timer.C:
+	case <-grpcDone:
+	case <-ctx.Done():
+		grpcClean = false
 		a.grpcSrv.Stop()
-		<-done
-		return false
 	}
+	wg.Wait()
+	return grpcClean && httpClean
 }

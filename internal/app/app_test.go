@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,10 +28,14 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
+// testSecret is a throwaway webhook secret for tests.
+const testSecret = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+
 func testConfig(redisAddr string) Config {
 	cfg := Config{
 		Environment:      "development",
 		GRPCAddr:         "127.0.0.1:0",
+		HTTPAddr:         "127.0.0.1:0",
 		GRPCReflection:   true,
 		GRPCMaxRecvBytes: 65536,
 		ShutdownTimeout:  5 * time.Second,
@@ -41,6 +47,7 @@ func testConfig(redisAddr string) Config {
 			ReadTimeout:  time.Second,
 			WriteTimeout: time.Second,
 		},
+		Webhook: WebhookConfig{Secrets: []string{testSecret}, Tolerance: 5 * time.Minute},
 	}
 	if redisAddr != "" {
 		cfg.Redis.Addrs = []string{redisAddr}
@@ -51,12 +58,13 @@ func testConfig(redisAddr string) Config {
 // startApp runs an App until the test ends. It returns a connection to it
 // and stop, which cancels Run and returns its result; calling it again
 // returns the same result.
-func startApp(t *testing.T, cfg Config) (conn *grpc.ClientConn, stop func() error) {
+func startApp(t *testing.T, cfg Config) (a *App, conn *grpc.ClientConn, stop func() error) {
 	t.Helper()
 	a, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
+	// Serving both planes is Run's job; stop always waits for it.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -70,7 +78,26 @@ func startApp(t *testing.T, cfg Config) (conn *grpc.ClientConn, stop func() erro
 		t.Fatalf("grpc.NewClient() error = %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn, stop
+	return a, conn, stop
+}
+
+// get fetches a path from the app's HTTP plane.
+func get(t *testing.T, a *App, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+a.HTTPAddr().String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // waitFor watches grpc.health.v1 until the service reports want, or fails the
@@ -95,7 +122,7 @@ func waitFor(t *testing.T, conn *grpc.ClientConn, want healthpb.HealthCheckRespo
 }
 
 func TestAppServesOnEmbeddedStoreAndStopsCleanly(t *testing.T) {
-	conn, stop := startApp(t, testConfig(""))
+	a, conn, stop := startApp(t, testConfig(""))
 	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
 
 	client := paymentsv1.NewPaymentServiceClient(conn)
@@ -112,6 +139,39 @@ func TestAppServesOnEmbeddedStoreAndStopsCleanly(t *testing.T) {
 	if err != nil || h.GetStatus() != "ok" {
 		t.Errorf("Health() = %v, %v, want ok", h, err)
 	}
+	if _, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
+		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
+	}); err != nil {
+		t.Fatalf("replay RequestPayment() error = %v", err)
+	}
+
+	// A refused call must be counted with its real code, not as Unknown:
+	// errors are mapped to statuses inside the metrics interceptor.
+	if _, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("empty RequestPayment() = %v, want InvalidArgument", err)
+	}
+
+	code, body := get(t, a, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics = %d", code)
+	}
+	for _, want := range []string{
+		"payments_created_total 1",
+		"payments_idempotent_replays_total 1",
+		"payments_idempotency_mismatch_total 0",
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="RequestPayment",grpc_service="payments.v1.PaymentService",grpc_type="unary"} 2`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="RequestPayment",grpc_service="payments.v1.PaymentService",grpc_type="unary"} 1`,
+		"grpc_server_handling_seconds_bucket",
+		"redis_errors_total ", // its value depends on health pings racing a loaded machine; see TestRedisHandshakeIsClean
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q\n%s", want, body)
+		}
+	}
+	if code, _ := get(t, a, "/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz = %d, want 200", code)
+	}
 
 	if err := stop(); err != nil {
 		t.Errorf("Run() after cancel = %v, want nil", err)
@@ -120,7 +180,7 @@ func TestAppServesOnEmbeddedStoreAndStopsCleanly(t *testing.T) {
 
 func TestReadinessFollowsRedis(t *testing.T) {
 	mr := miniredis.RunT(t)
-	conn, _ := startApp(t, testConfig(mr.Addr()))
+	a, conn, _ := startApp(t, testConfig(mr.Addr()))
 	client := paymentsv1.NewPaymentServiceClient(conn)
 	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
 
@@ -133,6 +193,12 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	if h, err := client.Health(context.Background(), &paymentsv1.HealthRequest{}); err != nil || h.GetStatus() != "unavailable" {
 		t.Errorf("Health() with Redis down = %v, %v, want unavailable", h, err)
 	}
+	if code, _ := get(t, a, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz with Redis down = %d, want 503", code)
+	}
+	if code, _ := get(t, a, "/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz with Redis down = %d, want 200", code)
+	}
 	_, err = client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
 		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
 	})
@@ -144,6 +210,9 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Fatalf("miniredis Restart() error = %v", err)
 	}
 	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+	if code, _ := get(t, a, "/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz after Redis came back = %d, want 200", code)
+	}
 	if _, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
 		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
 	}); err != nil {
@@ -186,7 +255,7 @@ func TestHealthcheck(t *testing.T) {
 }
 
 func TestNewFailsOnBusyAddress(t *testing.T) {
-	conn, _ := startApp(t, testConfig(""))
+	_, conn, _ := startApp(t, testConfig(""))
 	cfg := testConfig("")
 	cfg.GRPCAddr = conn.Target()
 	if _, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {

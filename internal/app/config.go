@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/payments-svc/payments-svc/internal/webhook"
 )
 
 // EnvPrefix prefixes every environment variable of the service.
@@ -21,6 +23,7 @@ const EnvPrefix = "PAYMENTS"
 type Config struct {
 	Environment      string        `envconfig:"ENVIRONMENT" default:"development" desc:"development or production; production refuses the embedded store"`
 	GRPCAddr         string        `envconfig:"GRPC_ADDR" default:":50051" desc:"gRPC listen address"`
+	HTTPAddr         string        `envconfig:"HTTP_ADDR" default:":8080" desc:"HTTP listen address: webhooks, /metrics, /healthz, /readyz"`
 	GRPCReflection   bool          `envconfig:"GRPC_REFLECTION" default:"true" desc:"register gRPC server reflection (for grpcurl)"`
 	GRPCMaxRecvBytes int           `envconfig:"GRPC_MAX_RECV_BYTES" default:"65536" desc:"largest request message accepted, in bytes"`
 	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -29,6 +32,24 @@ type Config struct {
 	PaymentTTL       time.Duration `envconfig:"PAYMENT_TTL" default:"0s" desc:"how long payments are kept; 0 keeps them forever"`
 	HealthInterval   time.Duration `envconfig:"HEALTH_INTERVAL" default:"1s" desc:"how often Redis is pinged for health"`
 	Redis            RedisConfig   `envconfig:"REDIS"`
+	Webhook          WebhookConfig `envconfig:"WEBHOOK"`
+}
+
+// WebhookConfig holds the provider webhook settings.
+type WebhookConfig struct {
+	Secrets   []string      `envconfig:"SECRETS" desc:"required: comma-separated whsec_<base64> secrets; any of them may sign (rotation)"`
+	Tolerance time.Duration `envconfig:"TOLERANCE" default:"5m" desc:"how far a webhook-timestamp may be from now"`
+}
+
+// webhookKeys decodes the secrets. Validate has already checked them.
+func (w WebhookConfig) keys() [][]byte {
+	keys := make([][]byte, 0, len(w.Secrets))
+	for _, s := range w.Secrets {
+		if k, err := webhook.ParseSecret(s); err == nil {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // RedisConfig selects and tunes the Redis client.
@@ -131,6 +152,18 @@ func (c Config) Validate() error {
 	}
 	if c.Redis.DB < 0 {
 		bad("PAYMENTS_REDIS_DB must not be negative, got %d", c.Redis.DB)
+	}
+	if len(c.Webhook.Secrets) == 0 {
+		bad("PAYMENTS_WEBHOOK_SECRETS is required: the server refuses to accept provider events it cannot verify (for local runs, make run sets a dev-only secret)")
+	}
+	for i, sec := range c.Webhook.Secrets {
+		// The error names the position, never the secret.
+		if _, err := webhook.ParseSecret(sec); err != nil {
+			bad("PAYMENTS_WEBHOOK_SECRETS entry %d %v", i+1, err)
+		}
+	}
+	if c.Webhook.Tolerance <= 0 {
+		bad("PAYMENTS_WEBHOOK_TOLERANCE must be positive, got %s", c.Webhook.Tolerance)
 	}
 	return errors.Join(errs...)
 }

@@ -2,14 +2,23 @@ package app
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/payments-svc/payments-svc/internal/metrics"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Setenv("PAYMENTS_WEBHOOK_SECRETS", testSecret)
 	cfg, err := LoadConfig()
 	if err != nil {
 		t.Fatalf("LoadConfig() error = %v", err)
@@ -17,6 +26,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		Environment:      "development",
 		GRPCAddr:         ":50051",
+		HTTPAddr:         ":8080",
 		GRPCReflection:   true,
 		GRPCMaxRecvBytes: 65536,
 		ShutdownTimeout:  15 * time.Second,
@@ -28,6 +38,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			ReadTimeout:  500 * time.Millisecond,
 			WriteTimeout: 500 * time.Millisecond,
 		},
+		Webhook: WebhookConfig{Secrets: []string{testSecret}, Tolerance: 5 * time.Minute},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("LoadConfig() defaults mismatch (-want +got):\n%s", diff)
@@ -70,10 +81,23 @@ func TestLoadConfig(t *testing.T) {
 		{name: "single mode with two addresses", env: map[string]string{"PAYMENTS_REDIS_MODE": "single", "PAYMENTS_REDIS_ADDRS": "a:1,b:2"}, wantErr: "one address"},
 		{name: "negative pool size", env: map[string]string{"PAYMENTS_REDIS_POOL_SIZE": "-1"}, wantErr: "PAYMENTS_REDIS_POOL_SIZE"},
 		{name: "negative db", env: map[string]string{"PAYMENTS_REDIS_DB": "-1"}, wantErr: "PAYMENTS_REDIS_DB"},
+		{name: "two webhook secrets for rotation", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": testSecret + ",whsec_b3RoZXItc2VjcmV0LWZvci1yb3RhdGlvbi10ZXN0cw=="},
+			check: func(t *testing.T, c Config) {
+				if got := len(c.Webhook.keys()); got != 2 {
+					t.Errorf("decoded %d webhook keys, want 2", got)
+				}
+			}},
+		{name: "no webhook secret", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": ""}, wantErr: "PAYMENTS_WEBHOOK_SECRETS is required"},
+		{name: "webhook secret without prefix", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": "c2VjcmV0"}, wantErr: "PAYMENTS_WEBHOOK_SECRETS entry 1"},
+		{name: "short webhook secret", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": "whsec_c2hvcnQ="}, wantErr: "at least 24 bytes"},
+		{name: "zero webhook tolerance", env: map[string]string{"PAYMENTS_WEBHOOK_TOLERANCE": "0s"}, wantErr: "PAYMENTS_WEBHOOK_TOLERANCE"},
 		{name: "every error reported", env: map[string]string{"PAYMENTS_REDIS_MODE": "ring", "PAYMENTS_ENVIRONMENT": "qa"}, wantErr: "PAYMENTS_REDIS_MODE must be auto"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if _, set := tt.env["PAYMENTS_WEBHOOK_SECRETS"]; !set {
+				t.Setenv("PAYMENTS_WEBHOOK_SECRETS", testSecret)
+			}
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -131,5 +155,61 @@ func TestRedisTLSConfig(t *testing.T) {
 	writeFile(t, notPEM, "not a certificate")
 	if _, err := (RedisConfig{TLS: true, TLSCAFile: notPEM}).tlsConfig(); err == nil {
 		t.Errorf("tlsConfig() with a non-PEM CA file = nil error, want one")
+	}
+}
+
+func TestRedisClientKindFollowsMode(t *testing.T) {
+	tests := []struct {
+		name  string
+		redis RedisConfig
+		want  string
+	}{
+		{name: "auto, one address", redis: RedisConfig{Mode: "auto", Addrs: []string{"127.0.0.1:1"}}, want: "*redis.Client"},
+		{name: "auto, several addresses", redis: RedisConfig{Mode: "auto", Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}, want: "*redis.ClusterClient"},
+		{name: "single ignores a master name", redis: RedisConfig{Mode: "single", Addrs: []string{"127.0.0.1:1"}, MasterName: "mymaster"}, want: "*redis.Client"},
+		{name: "cluster with one address", redis: RedisConfig{Mode: "cluster", Addrs: []string{"127.0.0.1:1"}}, want: "*redis.ClusterClient"},
+		{name: "sentinel", redis: RedisConfig{Mode: "sentinel", Addrs: []string{"127.0.0.1:1"}, MasterName: "mymaster"}, want: "*redis.Client"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("")
+			tt.redis.DialTimeout, tt.redis.ReadTimeout, tt.redis.WriteTimeout = time.Second, time.Second, time.Second
+			cfg.Redis = tt.redis
+			client, stop, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatalf("newRedisClient() error = %v", err)
+			}
+			defer stop()
+			if got := fmt.Sprintf("%T", client); got != tt.want {
+				t.Errorf("client type = %s, want %s", got, tt.want)
+			}
+		})
+	}
+	cfg := testConfig("")
+	cfg.Redis.TLS, cfg.Redis.TLSCAFile = true, "/does/not/exist"
+	if _, _, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
+		t.Errorf("newRedisClient() with an unreadable CA file = nil error, want one")
+	}
+}
+
+// TestRedisHandshakeIsClean pins the client options that keep go-redis's
+// connection handshake from sending commands older Redis versions and the
+// embedded store refuse, which would count as Redis errors on every dial.
+func TestRedisHandshakeIsClean(t *testing.T) {
+	cfg := testConfig("")
+	client, stop, err := newRedisClient(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	m := metrics.New()
+	client.AddHook(m.RedisHook())
+	if err := client.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("Ping() error = %v", err)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "redis_errors_total 0") {
+		t.Errorf("a fresh connection counted Redis errors:\n%s", rec.Body.String())
 	}
 }

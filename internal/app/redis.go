@@ -9,6 +9,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -54,13 +55,18 @@ func newRedisClient(cfg Config, log *slog.Logger) (redis.UniversalClient, func()
 		// Calls carry gRPC deadlines; honour them on the socket too, so a
 		// slow Redis can never hold a call past its deadline.
 		ContextTimeoutEnabled: true,
+		// The handshake extras (CLIENT SETINFO, maintenance notifications)
+		// are refused by Redis before 7.2 and by the embedded store, and
+		// cost a round trip per connection for nothing this service uses.
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	if rc.Mode == "auto" || rc.Mode == "single" {
-		// An explicit master name is the only signal for Sentinel in auto.
+	// UniversalClient picks Sentinel when a master name is set, Cluster for
+	// several addresses or IsClusterMode, and a single node otherwise; an
+	// explicit mode only removes what would contradict it.
+	switch rc.Mode {
+	case "single", "cluster":
 		opts.MasterName = ""
-		if rc.Mode == "auto" && rc.MasterName != "" {
-			opts.MasterName = rc.MasterName
-		}
 	}
 	client := redis.NewUniversalClient(opts)
 	stop := func() {
@@ -98,10 +104,14 @@ type monitor struct {
 	interval time.Duration
 	log      *slog.Logger
 	ready    atomic.Bool
+	stopped  atomic.Bool
 }
 
-// Ready reports whether the last ping succeeded.
-func (m *monitor) Ready() bool { return m.ready.Load() }
+// Ready reports whether the last ping succeeded and shutdown has not begun.
+func (m *monitor) Ready() bool { return m.ready.Load() && !m.stopped.Load() }
+
+// stop marks the instance not ready for good, for the drain at shutdown.
+func (m *monitor) stop() { m.stopped.Store(true) }
 
 // check pings once and publishes the result, logging only transitions.
 func (m *monitor) check(ctx context.Context) {

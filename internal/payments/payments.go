@@ -122,3 +122,45 @@ func New(req Request, now time.Time) Payment {
 		Metadata:       req.Metadata,
 	}
 }
+
+// Settlement is a provider's final word on a payment.
+type Settlement struct {
+	PaymentID     string
+	Status        Status // StatusSucceeded or StatusFailed
+	AmountMinor   int64
+	Currency      string
+	FailureReason string
+	OccurredAt    time.Time
+}
+
+// SettledMessageParts returns the human message of a settled payment, split
+// around the order id: the message is before + order_id + after. The order id
+// lives in the stored payment, and the settlement script joins the parts so
+// that settling stays one atomic round trip.
+func SettledMessageParts(s Settlement) (before, after string) {
+	before = "payment of " + FormatAmount(s.AmountMinor, s.Currency) + " for order "
+	if s.Status == StatusFailed {
+		return before, " failed: " + s.FailureReason
+	}
+	return before, " succeeded"
+}
+
+// SettleOutcome says how a provider event was resolved.
+type SettleOutcome string
+
+// The outcomes of applying a provider event.
+const (
+	SettleApplied        SettleOutcome = "applied"
+	SettleDuplicate      SettleOutcome = "duplicate"
+	SettleAlreadySettled SettleOutcome = "already_settled"
+)
+
+// Settlement failures. Each leaves the payment untouched.
+var (
+	// ErrEventConflict: the event id was seen before with a different body.
+	ErrEventConflict = errors.New("event id already used with a different body")
+	// ErrSettlementConflict: the payment is already settled the other way.
+	ErrSettlementConflict = errors.New("payment already settled with the opposite outcome")
+	// ErrAmountMismatch: the event's amount or currency is not the payment's.
+	ErrAmountMismatch = errors.New("event amount or currency does not match the payment")
+)

@@ -20,13 +20,20 @@ import (
 	"github.com/payments-svc/payments-svc/internal/payments"
 )
 
-//go:embed create.lua
-var createSource string
+var (
+	//go:embed create.lua
+	createSource string
+	//go:embed settle.lua
+	settleSource string
+)
 
-// createScript is shared by every Repository: go-redis runs it by EVALSHA and
-// falls back to EVAL (which also caches it) when the server answers NOSCRIPT,
-// as it does after a restart or failover.
-var createScript = redis.NewScript(createSource)
+// The scripts are shared by every Repository: go-redis runs them by EVALSHA
+// and falls back to EVAL (which also caches them) when the server answers
+// NOSCRIPT, as it does after a restart or failover.
+var (
+	createScript = redis.NewScript(createSource)
+	settleScript = redis.NewScript(settleSource)
+)
 
 // keyPrefix namespaces every key of the service.
 const keyPrefix = "pmt:"
@@ -63,11 +70,20 @@ func PaymentKey(tag, paymentID string) string {
 	return keyPrefix + "{" + tag + "}:pay:" + paymentID
 }
 
+// EventKey is the Redis key of a provider event record. It carries the tag
+// of the payment the event is about, so the settlement script touches one
+// slot. The event id is hashed like the idempotency key.
+func EventKey(tag, eventID string) string {
+	return keyPrefix + "{" + tag + "}:evt:" + payments.Digest(eventID)
+}
+
 // LoadScripts caches the Lua scripts on the server ahead of the first call.
 // It is an optimisation only: a missing script is loaded on first use.
 func (r *Repository) LoadScripts(ctx context.Context) error {
-	if err := createScript.Load(ctx, r.client).Err(); err != nil {
-		return classify("load scripts", err)
+	for _, s := range []*redis.Script{createScript, settleScript} {
+		if err := s.Load(ctx, r.client).Err(); err != nil {
+			return classify("load scripts", err)
+		}
 	}
 	return nil
 }
@@ -155,6 +171,55 @@ func (r *Repository) Get(ctx context.Context, id string) (payments.Payment, erro
 		return payments.Payment{}, fmt.Errorf("%w: %s", payments.ErrNotFound, id)
 	}
 	return decodePayment(fields)
+}
+
+// ApplyEvent settles a payment from a provider event, once per event id, in
+// one atomic round trip. bodyHash identifies the event's content, so a
+// redelivery is told apart from a different event reusing the id. Records of
+// events are kept for the idempotency TTL; a redelivery after that finds the
+// payment settled and is answered SettleAlreadySettled, still harmless.
+func (r *Repository) ApplyEvent(ctx context.Context, eventID, bodyHash string, s payments.Settlement) (payments.SettleOutcome, error) {
+	tag, err := payments.ParseID(s.PaymentID)
+	if err != nil {
+		return "", err
+	}
+	before, after := payments.SettledMessageParts(s)
+	res, err := settleScript.Run(ctx, r.client,
+		[]string{PaymentKey(tag, s.PaymentID), EventKey(tag, eventID)},
+		bodyHash,
+		int(s.Status),
+		before,
+		after,
+		r.opts.IdempotencyTTL.Milliseconds(),
+		s.AmountMinor,
+		s.Currency,
+		s.OccurredAt.UnixNano(),
+		s.FailureReason,
+	).StringSlice()
+	if err != nil {
+		return "", classify("apply event", err)
+	}
+	if len(res) != 1 {
+		return "", fmt.Errorf("apply event: unexpected script reply %q", res)
+	}
+	switch res[0] {
+	case "applied":
+		return payments.SettleApplied, nil
+	case "duplicate":
+		return payments.SettleDuplicate, nil
+	case "already_settled":
+		return payments.SettleAlreadySettled, nil
+	case "event_conflict":
+		return "", payments.ErrEventConflict
+	case "unknown_payment":
+		return "", fmt.Errorf("%w: %s", payments.ErrNotFound, s.PaymentID)
+	case "amount_mismatch":
+		return "", payments.ErrAmountMismatch
+	case "settlement_conflict":
+		return "", payments.ErrSettlementConflict
+	default:
+		return "", fmt.Errorf("apply event: unexpected script reply %q", res)
+	}
 }
 
 func decodeReceipt(id, status, message, createdAt, key string) (payments.Receipt, error) {

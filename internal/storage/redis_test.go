@@ -306,8 +306,12 @@ func TestUnavailable(t *testing.T) {
 			_, _, err := repo.Create(ctx, payments.New(req, t0), payments.Fingerprint(req))
 			return err
 		},
-		"get":          func() error { _, err := repo.Get(ctx, payments.NewID("k1", t0)); return err },
-		"ping":         func() error { return repo.Ping(ctx) },
+		"get":  func() error { _, err := repo.Get(ctx, payments.NewID("k1", t0)); return err },
+		"ping": func() error { return repo.Ping(ctx) },
+		"apply event": func() error {
+			_, err := repo.ApplyEvent(ctx, "evt", "h", payments.Settlement{PaymentID: payments.NewID("k1", t0), Status: payments.StatusSucceeded})
+			return err
+		},
 		"load scripts": func() error { return repo.LoadScripts(ctx) },
 	}
 	for name, call := range checks {

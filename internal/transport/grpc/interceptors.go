@@ -2,7 +2,6 @@ package grpctransport
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"strings"
@@ -13,20 +12,21 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/requestid"
 )
 
 // RequestIDHeader carries the request id in both directions.
 const RequestIDHeader = "x-request-id"
-
-const maxRequestIDLen = 128
 
 // callInfo collects what a handler learns during a call, for the log line the
 // observer writes when the call ends.
 type callInfo struct {
 	outcome   payments.Outcome
 	paymentID string
+	err       error // the handler's own error, before mapping, for the log
 }
 
 type callInfoKey struct{}
@@ -50,10 +50,10 @@ type CallObserver interface {
 	ObserveCall(ctx context.Context, method string, outcome payments.Outcome)
 }
 
-// observe is the outermost interceptor. It assigns the request id, maps the
-// handler's error to a status (the one place that happens), and writes the
-// one log line of the call. Metadata values are never logged: they are the
-// client's and may hold anything.
+// observe is the outermost interceptor. It assigns the request id and writes
+// the one log line of the call, with the status the client got and the error
+// behind it. Metadata values are never logged: they are the client's and may
+// hold anything.
 func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
@@ -63,7 +63,7 @@ func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 		ctx = context.WithValue(ctx, callInfoKey{}, ci)
 
 		resp, err := handler(ctx, req)
-		st := toStatus(err)
+		st := status.Convert(err)
 
 		attrs := []slog.Attr{
 			slog.String("method", info.FullMethod),
@@ -80,10 +80,10 @@ func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 		if ci.outcome != "" {
 			attrs = append(attrs, slog.String("idempotency", string(ci.outcome)))
 		}
-		if err != nil {
-			attrs = append(attrs, slog.String("error", err.Error()))
+		if cause := ci.err; cause != nil {
+			attrs = append(attrs, slog.String("error", cause.Error()))
 			var pe *recovery.PanicError
-			if errors.As(err, &pe) {
+			if errors.As(cause, &pe) {
 				attrs = append(attrs, slog.String("stack", string(pe.Stack)))
 			}
 		}
@@ -91,11 +91,22 @@ func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 		if obs != nil {
 			obs.ObserveCall(ctx, info.FullMethod, ci.outcome)
 		}
-		if err != nil {
-			return nil, st.Err()
-		}
+		return resp, err
+	}
+}
+
+// mapErrors turns the handler's error into the status the client sees (the
+// one place that happens, see toStatus) and keeps the original for the log
+// line. It sits inside the metrics interceptor, so metrics count real codes.
+func mapErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err == nil {
 		return resp, nil
 	}
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		ci.err = err
+	}
+	return nil, toStatus(err).Err()
 }
 
 // levelFor keeps probes quiet and makes server-side failures stand out:
@@ -117,22 +128,11 @@ func levelFor(method string, code codes.Code) slog.Level {
 
 // requestID returns the caller's x-request-id when it is sane, or a new one.
 func requestID(ctx context.Context) string {
+	var id string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
-			return v[0]
+		if v := md.Get(RequestIDHeader); len(v) > 0 {
+			id = v[0]
 		}
 	}
-	return rand.Text()
-}
-
-func validRequestID(s string) bool {
-	if s == "" || len(s) > maxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return requestid.Resolve(id)
 }

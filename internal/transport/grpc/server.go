@@ -25,18 +25,19 @@ type ServerConfig struct {
 	MaxRecvBytes int
 	// Observer, if set, is told about every finished call.
 	Observer CallObserver
-	// Interceptors run inside the observer and outside panic recovery, such
-	// as a metrics interceptor.
+	// Interceptors run inside the observer and outside error mapping and
+	// panic recovery, so they see final status codes: a metrics interceptor.
 	Interceptors []grpc.UnaryServerInterceptor
 }
 
 // NewServer builds the gRPC server with every service registered and the
-// interceptor chain in place: observe (request id, error mapping, log line),
-// then cfg.Interceptors, then panic recovery, then the handler.
+// interceptor chain in place: observe (request id, log line), then
+// cfg.Interceptors (metrics), then error mapping, then panic recovery, then
+// the handler.
 func NewServer(cfg ServerConfig) *grpc.Server {
 	chain := []grpc.UnaryServerInterceptor{observe(cfg.Logger, cfg.Observer)}
 	chain = append(chain, cfg.Interceptors...)
-	chain = append(chain, recovery.UnaryServerInterceptor())
+	chain = append(chain, mapErrors, recovery.UnaryServerInterceptor())
 
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -35,6 +38,7 @@ import (
 var fixedNow = time.Date(2026, 11, 22, 12, 0, 0, 987654321, time.UTC)
 
 type env struct {
+	conn   *grpc.ClientConn
 	client paymentsv1.PaymentServiceClient
 	health healthpb.HealthClient
 	mr     *miniredis.Miniredis
@@ -80,6 +84,11 @@ func (f readyFunc) Ready() bool { return f() }
 // real Redis repository on miniredis.
 func start(t *testing.T, store Store, ready Readiness) *env {
 	t.Helper()
+	return startWith(t, store, ready, true)
+}
+
+func startWith(t *testing.T, store Store, ready Readiness, reflection bool) *env {
+	t.Helper()
 	e := &env{logs: &syncBuffer{}}
 	if store == nil {
 		e.mr = miniredis.RunT(t)
@@ -92,7 +101,7 @@ func start(t *testing.T, store Store, ready Readiness) *env {
 		Logger:       slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Service:      NewService(store, ready, func() time.Time { return fixedNow }),
 		Health:       hs,
-		Reflection:   true,
+		Reflection:   reflection,
 		MaxRecvBytes: 64 << 10,
 	})
 	lis := bufconn.Listen(1 << 20)
@@ -108,6 +117,7 @@ func start(t *testing.T, store Store, ready Readiness) *env {
 	t.Cleanup(func() { conn.Close() })
 	e.client = paymentsv1.NewPaymentServiceClient(conn)
 	e.health = healthpb.NewHealthClient(conn)
+	e.conn = conn
 	return e
 }
 
@@ -479,5 +489,39 @@ func TestOversizeMessageRejected(t *testing.T) {
 	}
 	if keys := e.mr.Keys(); len(keys) != 0 {
 		t.Errorf("oversize request wrote %v", keys)
+	}
+}
+
+func TestReflectionCanBeTurnedOff(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reflection=%v", on), func(t *testing.T) {
+			e := startWith(t, stubStore{}, nil, on)
+			stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+				MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := stream.Recv()
+			if !on {
+				if got := status.Code(err); got != codes.Unimplemented {
+					t.Errorf("reflection off: code = %v, want Unimplemented", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("reflection on: %v", err)
+			}
+			var names []string
+			for _, s := range resp.GetListServicesResponse().GetService() {
+				names = append(names, s.GetName())
+			}
+			if !slices.Contains(names, "payments.v1.PaymentService") {
+				t.Errorf("reflection lists %v, want payments.v1.PaymentService among them", names)
+			}
+		})
 	}
 }

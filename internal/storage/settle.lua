@@ -1,0 +1,44 @@
+-- Apply a provider event to a payment. Atomic, like create.lua: the event
+-- record and the payment change together or not at all.
+--
+-- KEYS[1] payment record   pmt:{tag}:pay:<payment_id>
+-- KEYS[2] event record     pmt:{tag}:evt:<sha256(webhook-id)>  (same tag)
+-- ARGV[1] SHA-256 of the raw event body
+-- ARGV[2] target status (2 succeeded, 3 failed)
+-- ARGV[3] message before the order id
+-- ARGV[4] message after the order id
+-- ARGV[5] event record TTL, milliseconds
+-- ARGV[6] event amount_minor
+-- ARGV[7] event currency
+-- ARGV[8] occurred_at (unix ns)
+-- ARGV[9] failure reason ("" for success)
+--
+-- Returns {"applied"}, {"duplicate"}, {"already_settled"}, {"event_conflict"},
+-- {"unknown_payment"}, {"amount_mismatch"} or {"settlement_conflict"}.
+local seen = redis.call('GET', KEYS[2])
+if seen then
+  if seen == ARGV[1] then
+    return {'duplicate'}
+  end
+  return {'event_conflict'}
+end
+local p = redis.call('HMGET', KEYS[1], 'st', 'amt', 'cur', 'ord')
+if not p[1] then
+  return {'unknown_payment'}
+end
+if p[2] ~= ARGV[6] or p[3] ~= ARGV[7] then
+  return {'amount_mismatch'}
+end
+if p[1] == ARGV[2] then
+  -- Same final state by a different event: remember this id too, so its own
+  -- redelivery is a plain duplicate.
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+  return {'already_settled'}
+end
+if p[1] ~= '1' then
+  return {'settlement_conflict'}
+end
+redis.call('HSET', KEYS[1], 'st', ARGV[2], 'msg', ARGV[3] .. p[4] .. ARGV[4],
+  'sat', ARGV[8], 'fr', ARGV[9])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+return {'applied'}
