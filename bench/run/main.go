@@ -41,6 +41,10 @@ import (
 // ghz is pinned like every other tool and run through the module cache.
 const ghz = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
 
+// devWebhookSecret is contract.md's dev-only secret; the server refuses to
+// start without one.
+const devWebhookSecret = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+
 const seeds = 1000 // payments created before the runs, for replays and reads
 
 func main() {
@@ -113,7 +117,8 @@ func (b *bench) run(memN int) error {
 		return err
 	}
 	svc, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
-		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info")
+		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
 	if err != nil {
 		return err
 	}
@@ -253,7 +258,8 @@ func (b *bench) experiments() error {
 		if err != nil {
 			return err
 		}
-		env := []string{"PAYMENTS_REDIS_ADDRS=" + b.redis, "PAYMENTS_GRPC_ADDR=" + addr, "PAYMENTS_LOG_LEVEL=info"}
+		env := []string{"PAYMENTS_REDIS_ADDRS=" + b.redis, "PAYMENTS_GRPC_ADDR=" + addr, "PAYMENTS_LOG_LEVEL=info",
+			"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret}
 		if v.env != "" {
 			env = append(env, v.env)
 		}

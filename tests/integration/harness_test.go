@@ -249,6 +249,7 @@ type server struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	addr   string // bound gRPC address
+	http   string // bound HTTP address: webhooks and probes
 
 	mu    sync.Mutex
 	lines []map[string]any
@@ -268,6 +269,8 @@ func baseEnv() []string {
 	}
 	return append(env,
 		"PAYMENTS_GRPC_ADDR=127.0.0.1:0",
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0",
+		"PAYMENTS_WEBHOOK_SECRETS="+webhookSecret,
 		"PAYMENTS_LOG_LEVEL=info",
 		// Outages are noticed within a few of these; kept short so the
 		// suite's bounded waits stay small.
@@ -299,6 +302,7 @@ func startServer(t *testing.T, env ...string) *server {
 		}
 	})
 	s.addr = s.waitLog("grpc server listening")["addr"].(string)
+	s.http = s.waitLog("http server listening")["addr"].(string)
 	return s
 }
 
