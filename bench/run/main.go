@@ -423,7 +423,7 @@ func (b *bench) startServing(bin, addr string, env ...string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s on %s not SERVING within 20s (last: %v, %v)", bin, addr, resp, err)
+			return fmt.Errorf("%s on %s not SERVING within 20s (last: %v, %w)", bin, addr, resp, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
