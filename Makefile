@@ -71,13 +71,28 @@ lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code, actionlin
 .PHONY: test
 test: ## the full Go suite: unit, in-process and real-binary tests with -race (fails under $(COVERAGE_MIN)% line coverage), then chart render tests
 	go test -race -covermode=atomic -coverprofile=coverage.out ./...
-	@grep -v -E '/proto/' coverage.out > coverage.filtered.out; \
+	@grep -v -E '/proto/|/bench/' coverage.out > coverage.filtered.out; \
 	  total=$$(go tool cover -func=coverage.filtered.out | awk '/^total:/ {sub("%", "", $$3); print $$3}'); \
 	  rm -f coverage.filtered.out; \
-	  echo "coverage: $$total% of statements (gate: $(COVERAGE_MIN)%, generated proto code excluded)"; \
+	  echo "coverage: $$total% of statements (gate: $(COVERAGE_MIN)%, generated proto code and bench/ excluded)"; \
 	  awk -v t="$$total" -v m="$(COVERAGE_MIN)" 'BEGIN { exit (t + 0 >= m) ? 0 : 1 }' || \
 	    { echo "coverage $$total% is below the $(COVERAGE_MIN)% gate"; exit 1; }
 	$(MAKE) --no-print-directory test-chart
+
+.PHONY: test-integration
+test-integration: ## real redis-server (single, AOF, Cluster) and real server replicas: exactly-once, restarts, outage, shutdown
+	go test -race -tags integration -count=1 -timeout 3m ./tests/...
+
+BENCH_OUT := bin/bench
+
+.PHONY: bench
+bench: ## benchmarks, never pass/fail: micro-benchmarks, a CPU profile of the hot path, real Redis + server vs the gRPC and Redis floors
+	@mkdir -p $(BENCH_OUT)
+	go test -run '^$$' -bench . -benchmem -benchtime 1s ./bench/
+	go test -run '^$$' -bench 'BenchmarkRequestPayment/redis-server/new-parallel64' -benchmem -benchtime 4s \
+	  -cpuprofile $(BENCH_OUT)/cpu.prof -o $(BENCH_OUT)/bench.test ./bench/
+	go tool pprof -top -nodecount 30 $(BENCH_OUT)/bench.test $(BENCH_OUT)/cpu.prof
+	go run ./bench/run | tee $(BENCH_OUT)/results.md
 
 FUZZTIME ?= 30s
 

@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/storage"
+	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+func request() payments.Request {
+	return payments.Request{
+		AmountMinor:    1250,
+		Currency:       "EUR",
+		OrderID:        "order-2026-000123",
+		IdempotencyKey: "3f0c7a52-9d1e-4b6a-8f2d-5e7c1a9b0d34",
+		Metadata:       map[string]string{"source": "bench", "customer": "c-42"},
+	}
+}
+
+func BenchmarkValidate(b *testing.B) {
+	req := request()
+	for b.Loop() {
+		if err := payments.Validate(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFingerprint(b *testing.B) {
+	req := request()
+	for b.Loop() {
+		_ = payments.Fingerprint(req)
+	}
+}
+
+func BenchmarkParseID(b *testing.B) {
+	id := payments.NewID(request().IdempotencyKey, time.Now())
+	for b.Loop() {
+		if _, err := payments.ParseID(id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNewID(b *testing.B) {
+	key, now := request().IdempotencyKey, time.Now()
+	for b.Loop() {
+		_ = payments.NewID(key, now)
+	}
+}
+
+// keySeq makes every "new" key unique across runs and -count.
+var keySeq atomic.Int64
+
+type alwaysReady struct{}
+
+func (alwaysReady) Ready() bool { return true }
+
+// serve runs the real gRPC server (interceptor chain and JSON logging at
+// info, written to io.Discard) over bufconn on the given Redis address and
+// returns a client.
+func serve(b *testing.B, redisAddr string) paymentsv1.PaymentServiceClient {
+	b.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
+	b.Cleanup(func() { rdb.Close() })
+	repo := storage.New(rdb, storage.Options{IdempotencyTTL: 24 * time.Hour})
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := grpctransport.NewServer(grpctransport.ServerConfig{
+		Logger:       log,
+		Service:      grpctransport.NewService(repo, alwaysReady{}, nil),
+		Health:       health.NewServer(),
+		MaxRecvBytes: 65536,
+	})
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return paymentsv1.NewPaymentServiceClient(conn)
+}
+
+// redisServer starts a real redis-server for the benchmark, or skips.
+func redisServer(b *testing.B) string {
+	b.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		b.Skip("redis-server not on PATH")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--dir", b.TempDir())
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			b.Fatal("redis-server did not answer PING within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return addr
+}
+
+// BenchmarkRequestPayment is the whole handler path through the real gRPC
+// server: new payments, replays and reads, on miniredis (in process; its Lua
+// interpreter dominates) and on a real redis-server (the path to profile).
+func BenchmarkRequestPayment(b *testing.B) {
+	backends := []struct {
+		name string
+		addr func(*testing.B) string
+	}{
+		{"miniredis", func(b *testing.B) string { return miniredis.RunT(b).Addr() }},
+		{"redis-server", redisServer},
+	}
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			c := serve(b, be.addr(b))
+			ctx := context.Background()
+			req := func(key string) *paymentsv1.RequestPaymentRequest {
+				r := request()
+				return &paymentsv1.RequestPaymentRequest{
+					AmountMinor: r.AmountMinor, Currency: r.Currency, OrderId: r.OrderID,
+					IdempotencyKey: key, Metadata: r.Metadata,
+				}
+			}
+			seed, err := c.RequestPayment(ctx, req("seed"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run("new", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			// 64 concurrent callers on 2 CPUs: the shape of the ghz load,
+			// and the one to profile for throughput.
+			b.Run("new-parallel64", func(b *testing.B) {
+				b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+			b.Run("replay", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := c.RequestPayment(ctx, req("seed")); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("get", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := c.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: seed.GetPaymentId()}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,733 @@
+// Command run is the benchmark driver behind `make bench`. In one run it
+// starts a real redis-server, the real payments-svc binary and the no-op gRPC
+// server (bench/noop), loads both servers with the same ghz commands at
+// several concurrencies, measures the Redis floor with redis-benchmark, and
+// measures Redis memory per stored payment. It prints Markdown tables and the
+// ratios of the service to the gRPC floor. It is never part of pass/fail.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/storage"
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+// ghz is pinned like every other tool and run through the module cache.
+const ghz = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
+
+// devWebhookSecret is contract.md's dev-only secret; the server refuses to
+// start without one.
+const devWebhookSecret = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+
+const seeds = 1000 // payments created before the runs, for replays and reads
+
+func main() {
+	duration := flag.Duration("duration", 5*time.Second, "length of each ghz run")
+	concFlag := flag.String("concurrency", "1,16,64", "comma-separated ghz concurrencies")
+	memN := flag.Int("memory-payments", 100_000, "payments stored to measure Redis memory per payment (0 skips)")
+	flag.Parse()
+	var conc []int
+	for _, s := range strings.Split(*concFlag, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || c < 1 {
+			fatal(fmt.Errorf("bad -concurrency %q", *concFlag))
+		}
+		conc = append(conc, c)
+	}
+	b := &bench{duration: *duration, conc: conc}
+	defer b.cleanup()
+	if err := b.run(*memN); err != nil {
+		b.cleanup()
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+type bench struct {
+	duration time.Duration
+	conc     []int
+	root     string // module root, for the proto and the Lua script
+	tmp      string
+	procs    []*exec.Cmd
+	rdb      *redis.Client
+	redis    string
+}
+
+func (b *bench) cleanup() {
+	for _, p := range b.procs {
+		_ = p.Process.Kill()
+		_ = p.Wait()
+	}
+	b.procs = nil
+	if b.rdb != nil {
+		_ = b.rdb.Close()
+	}
+	if b.tmp != "" {
+		_ = os.RemoveAll(b.tmp)
+	}
+}
+
+func (b *bench) run(memN int) error {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	b.root = filepath.Dir(strings.TrimSpace(string(out)))
+	if b.tmp, err = os.MkdirTemp("", "payments-bench-"); err != nil {
+		return err
+	}
+	for name, pkg := range map[string]string{"payments-svc": "./cmd/server", "noop": "./bench/noop"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(b.tmp, name), pkg)
+		cmd.Dir, cmd.Stderr = b.root, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", pkg, err)
+		}
+	}
+	if err := b.startRedis(); err != nil {
+		return err
+	}
+	svc, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
+		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
+	if err != nil {
+		return err
+	}
+	noop, err := b.startServer(filepath.Join(b.tmp, "noop"), "grpc server listening")
+	if err != nil {
+		return err
+	}
+	ids, err := seed(svc)
+	if err != nil {
+		return err
+	}
+	idData := make([]map[string]string, len(ids))
+	for i, id := range ids {
+		idData[i] = map[string]string{"payment_id": id}
+	}
+	getData, _ := json.Marshal(idData)
+
+	fmt.Printf("# payments-svc benchmark, %s\n\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("Load average at start: %s\n\n", loadavg())
+	fmt.Printf("ghz %s, %s per run, 1 connection, Redis %s (no persistence), server log level info.\n\n", ghz, b.duration, b.redis)
+
+	// Warm both servers up (connections, scripts, JIT-free but caches and
+	// pools) with a run that is not reported.
+	warm := scenario{name: "warm-up", method: "RequestPayment", data: mixData("warm")}
+	for _, addr := range []string{noop, svc} {
+		if _, err := b.ghz(warm, addr, 16, time.Second); err != nil {
+			return err
+		}
+	}
+
+	scenarios := []scenario{
+		{name: "RequestPayment 90% new / 10% replay", method: "RequestPayment", data: ""},
+		{name: "RequestPayment replay only", method: "RequestPayment", data: `{"amount_minor":1250,"currency":"EUR","order_id":"bench-order","idempotency_key":"seed-{{mod .RequestNumber 1000}}"}`},
+		{name: "GetPayment", method: "GetPayment", data: string(getData)},
+	}
+	type pair struct{ svc, noop *ghzReport }
+	results := map[string]map[int]pair{}
+	for _, sc := range scenarios {
+		results[sc.name] = map[int]pair{}
+		fmt.Printf("## %s\n\n", sc.name)
+		fmt.Println("| concurrency | server | requests | errors | rps | p50 ms | p95 ms | p99 ms | Redis commands per call |")
+		// errors excludes the calls ghz cuts itself when a run ends; percentiles are of successful calls.
+		fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+		for _, c := range b.conc {
+			run := sc
+			if run.data == "" {
+				run.data = mixData(fmt.Sprintf("c%d", c))
+			}
+			n, err := b.ghz(run, noop, c, b.duration)
+			if err != nil {
+				return err
+			}
+			if run.name == scenarios[0].name {
+				// Fresh keys for the service, so none of them replays.
+				run.data = mixData(fmt.Sprintf("svc-c%d", c))
+			}
+			if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
+				return err
+			}
+			s, err := b.ghz(run, svc, c, b.duration)
+			if err != nil {
+				return err
+			}
+			cmds, err := redisCommands(b.rdb)
+			if err != nil {
+				return err
+			}
+			s.redisCmds = cmds
+			results[sc.name][c] = pair{s, n}
+			for _, row := range []struct {
+				name string
+				r    *ghzReport
+			}{{"payments-svc", s}, {"no-op", n}} {
+				fmt.Printf("| %d | %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %s |\n", c, row.name, row.r.Count,
+					row.r.errors(), row.r.Rps, row.r.pct(50), row.r.pct(95), row.r.pct(99), row.r.perCall())
+			}
+		}
+		fmt.Println()
+	}
+
+	fmt.Println("Redis commands per call come from INFO commandstats, which also counts the commands a script runs:")
+	fmt.Println("the round trips are the commands the server sends (EVALSHA for RequestPayment, HGETALL for GetPayment).")
+	fmt.Println()
+	fmt.Println("## Ratios to the gRPC floor (payments-svc ÷ no-op)")
+	fmt.Println()
+	fmt.Println("| scenario | concurrency | rps ratio | p99 ratio |")
+	fmt.Println("|---|---:|---:|---:|")
+	for _, sc := range scenarios {
+		for _, c := range b.conc {
+			p := results[sc.name][c]
+			fmt.Printf("| %s | %d | %.2f | %.2f |\n", sc.name, c, p.svc.Rps/p.noop.Rps, p.svc.pct(99)/p.noop.pct(99))
+		}
+	}
+	fmt.Println()
+	fmt.Println("Targets at concurrency 64 for RequestPayment (mix): rps ratio >= 0.50, p99 ratio < 3.")
+	fmt.Println()
+
+	if err := b.experiments(); err != nil {
+		return err
+	}
+	if err := b.redisFloor(); err != nil {
+		return err
+	}
+	if memN > 0 {
+		// Redis's default hash-max-listpack-value is 64 bytes; the stored
+		// message is longer, which turns both hashes of a payment into the
+		// larger hashtable encoding. The second pass prices raising it.
+		for _, v := range []string{"64", "128"} {
+			if err := b.rdb.ConfigSet(context.Background(), "hash-max-listpack-value", v).Err(); err != nil {
+				return err
+			}
+			if err := b.memoryPerPayment(memN, v); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Printf("Load average at the end: %s\n", loadavg())
+	return nil
+}
+
+// experiments repeats the mix at the highest concurrency on servers that
+// differ in one setting, to price the logging and the Redis pool size.
+func (b *bench) experiments() error {
+	c := b.conc[len(b.conc)-1]
+	variants := []struct{ name, env string }{
+		{"log level info (default)", ""},
+		{"log level warn (no per-call log line)", "PAYMENTS_LOG_LEVEL=warn"},
+		{"PAYMENTS_REDIS_POOL_SIZE=64", "PAYMENTS_REDIS_POOL_SIZE=64"},
+	}
+	fmt.Printf("## Settings that may matter, RequestPayment mix at concurrency %d\n\n", c)
+	fmt.Println("| payments-svc | rps | p50 ms | p95 ms | p99 ms |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for i, v := range variants {
+		// At log level warn there is no "listening" line to read the
+		// address from, so these servers get a port chosen here.
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		env := []string{"PAYMENTS_REDIS_ADDRS=" + b.redis, "PAYMENTS_GRPC_ADDR=" + addr, "PAYMENTS_LOG_LEVEL=info",
+			"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret}
+		if v.env != "" {
+			env = append(env, v.env)
+		}
+		if err := b.startServing(filepath.Join(b.tmp, "payments-svc"), addr, env...); err != nil {
+			return err
+		}
+		sc := scenario{name: v.name, method: "RequestPayment", data: mixData(fmt.Sprintf("exp%d", i))}
+		if _, err := b.ghz(scenario{name: "warm-up", method: "RequestPayment", data: mixData(fmt.Sprintf("expwarm%d", i))}, addr, c, time.Second); err != nil {
+			return err
+		}
+		r, err := b.ghz(sc, addr, c, b.duration)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %.2f |\n", v.name, r.Rps, r.pct(50), r.pct(95), r.pct(99))
+		// Stop it so it takes no CPU from the next one.
+		p := b.procs[len(b.procs)-1]
+		_ = p.Process.Kill()
+		_ = p.Wait()
+		b.procs = b.procs[:len(b.procs)-1]
+	}
+	fmt.Println()
+	return nil
+}
+
+// mixData is the ghz template for the 90/10 mix: one request in ten replays
+// one of the seeded keys, the others use a key unique to the run.
+func mixData(run string) string {
+	key := `{{if eq (mod .RequestNumber 10) 0}}seed-{{mod .RequestNumber 1000}}{{else}}` + run + `-{{.RequestNumber}}{{end}}`
+	// ghz only renders data whose top level holds a plain action, and an
+	// {{if}} is not one: the empty {{print}} is there to make it render.
+	return `{"amount_minor":1250,"currency":"EUR","order_id":"bench-order{{print}}","idempotency_key":"` + key + `"}`
+}
+
+func (b *bench) startRedis() error {
+	for range 5 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--save", "", "--appendonly", "no", "--dir", b.tmp, "--logfile", filepath.Join(b.tmp, "redis.log"))
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start redis-server: %w", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err = rdb.Ping(ctx).Err()
+			cancel()
+			select {
+			case <-exited:
+				err = errors.New("redis-server exited")
+			default:
+			}
+			if err == nil || time.Now().After(deadline) || isClosed(exited) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err == nil {
+			b.procs = append(b.procs, cmd)
+			b.rdb, b.redis = rdb, addr
+			return nil
+		}
+		_ = rdb.Close()
+		_ = cmd.Process.Kill()
+	}
+	return errors.New("redis-server did not start on a free port in 5 attempts")
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// startServer runs a server binary, waits for the log line readyMsg and
+// returns the address from its "grpc server listening" line. The rest of its
+// output is drained and discarded, as a container runtime would ship it.
+func (b *bench) startServer(bin, readyMsg string, env ...string) (string, error) {
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	b.procs = append(b.procs, cmd)
+	type line struct{ Msg, Addr string }
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		var addr string
+		for sc.Scan() {
+			var l line
+			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				continue
+			}
+			if l.Msg == "grpc server listening" {
+				addr = l.Addr
+			}
+			if l.Msg == readyMsg {
+				ready <- addr
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case addr := <-ready:
+		return addr, nil
+	case <-time.After(20 * time.Second):
+		return "", fmt.Errorf("%s: no %q log line within 20s", bin, readyMsg)
+	}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startServing runs the server on a known address and waits until
+// grpc.health.v1 reports it SERVING.
+func (b *bench) startServing(bin, addr string, env ...string) error {
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.procs = append(b.procs, cmd)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "payments.v1.PaymentService"})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s on %s not SERVING within 20s (last: %v, %w)", bin, addr, resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// seed creates the payments the replay and GetPayment runs use.
+func seed(addr string) ([]string, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	c := paymentsv1.NewPaymentServiceClient(conn)
+	ids := make([]string, seeds)
+	for i := range ids {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := c.RequestPayment(ctx, &paymentsv1.RequestPaymentRequest{
+			AmountMinor: 1250, Currency: "EUR", OrderId: "bench-order", IdempotencyKey: fmt.Sprintf("seed-%d", i),
+		})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("seed payment %d: %w", i, err)
+		}
+		ids[i] = resp.GetPaymentId()
+	}
+	return ids, nil
+}
+
+type scenario struct {
+	name   string
+	method string
+	data   string
+}
+
+type ghzReport struct {
+	Count   uint64  `json:"count"`
+	Rps     float64 `json:"rps"`
+	Details []struct {
+		Latency time.Duration `json:"latency"`
+		Status  string        `json:"status"`
+		Error   string        `json:"error"`
+	} `json:"details"`
+
+	redisCmds map[string]int64 // Redis commands run during the run, by name
+
+	ok     []time.Duration // latencies of the successful calls, sorted
+	errs   int             // failed calls, less those ghz cut itself
+	cut    int             // calls in flight when ghz closed its connection
+	byCode map[string]int
+}
+
+// summarise sorts out ghz's details. At the end of a --duration run ghz
+// closes its connection under the calls still in flight (at most the
+// concurrency); those are its own artefact, not server errors.
+func (r *ghzReport) summarise() {
+	r.byCode = map[string]int{}
+	for _, d := range r.Details {
+		switch {
+		case d.Status == "OK":
+			r.ok = append(r.ok, d.Latency)
+		case strings.Contains(d.Error, "use of closed network connection") || strings.Contains(d.Error, "client connection is closing"):
+			r.cut++
+		default:
+			r.errs++
+			r.byCode[d.Status]++
+		}
+	}
+	slices.Sort(r.ok)
+	r.Details = nil
+}
+
+// pct is the latency of successful calls at percentile p, in milliseconds.
+func (r *ghzReport) pct(p int) float64 {
+	if len(r.ok) == 0 {
+		return 0
+	}
+	i := (len(r.ok)*p + 99) / 100
+	i = min(max(i-1, 0), len(r.ok)-1)
+	return float64(r.ok[i]) / float64(time.Millisecond)
+}
+
+func (r *ghzReport) errors() int { return r.errs }
+
+// perCall is the Redis commands per call, by name ("-" for the no-op).
+// Health pings (one a second) are included and negligible.
+func (r *ghzReport) perCall() string {
+	if r.redisCmds == nil || r.Count == 0 {
+		return "-"
+	}
+	names := slices.Sorted(maps.Keys(r.redisCmds))
+	var parts []string
+	for _, n := range names {
+		if per := float64(r.redisCmds[n]) / float64(r.Count); per >= 0.005 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", n, per))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// redisCommands reads INFO commandstats: calls per command since the last
+// CONFIG RESETSTAT.
+func redisCommands(c *redis.Client) (map[string]int64, error) {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, l := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(l, "cmdstat_"), ":calls=")
+		if !ok || name == "config" || name == "info" {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		if n, err := strconv.ParseInt(calls, 10, 64); err == nil {
+			out[name] = n
+		}
+	}
+	return out, nil
+}
+
+func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*ghzReport, error) {
+	args := []string{"run", ghz,
+		"--insecure",
+		"--proto", filepath.Join(b.root, "proto/payments/v1/payments.proto"),
+		"--import-paths", filepath.Join(b.root, "proto"),
+		"--call", "payments.v1.PaymentService." + sc.method,
+		"--data", sc.data,
+		"--concurrency", strconv.Itoa(c),
+		"--connections", "1",
+		"--duration", d.String(),
+		"--timeout", "10s",
+		"--format", "json",
+		addr,
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = b.root
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ghz %s c=%d on %s: %w\n%s", sc.name, c, addr, err, stderr.String())
+	}
+	var r ghzReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		return nil, fmt.Errorf("ghz output: %w", err)
+	}
+	r.summarise()
+	if r.errors() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %s c=%d on %s: failed calls by code %v\n", sc.name, c, addr, r.byCode)
+	}
+	return &r, nil
+}
+
+// redisFloor runs redis-benchmark against the same Redis: EVALSHA of a
+// trivial script (the Redis floor), and EVALSHA of the real create script on
+// fresh keys (what one RequestPayment costs inside Redis).
+func (b *bench) redisFloor() error {
+	ctx := context.Background()
+	trivial, err := b.rdb.ScriptLoad(ctx, "return 1").Result()
+	if err != nil {
+		return err
+	}
+	src, err := os.ReadFile(filepath.Join(b.root, "internal/storage/create.lua"))
+	if err != nil {
+		return err
+	}
+	create, err := b.rdb.ScriptLoad(ctx, string(src)).Result()
+	if err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(b.redis)
+	cmds := []struct {
+		name string
+		args []string
+	}{
+		{"EVALSHA trivial script (return 1)", []string{"EVALSHA", trivial, "0"}},
+		{"EVALSHA create.lua, new keys", []string{"EVALSHA", create, "2", "pmt:{__rand_int__}:idem:x", "pmt:{__rand_int__}:pay:y",
+			"fp", "86400000", "0", "pay_01JXXXXXXXXXXXXXXXXXXXXXXX_0123abcd", "1", "Payment of 12.50 EUR for order bench-order is pending",
+			"1764000000000000000", "1250", "EUR", "bench-order", "bench-key", ""}},
+	}
+	fmt.Println("## Redis floor (redis-benchmark, same Redis)")
+	fmt.Println()
+	fmt.Println("| command | concurrency | rps | p50 ms | p95 ms | p99 ms |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, bc := range cmds {
+		for _, c := range b.conc {
+			n := 100_000
+			if c == 1 {
+				n = 20_000
+			}
+			args := append([]string{"-h", host, "-p", port, "-c", strconv.Itoa(c), "-n", strconv.Itoa(n),
+				"-r", "1000000000", "--csv"}, bc.args...)
+			out, err := exec.Command("redis-benchmark", args...).Output()
+			if err != nil {
+				return fmt.Errorf("redis-benchmark %s: %w", strings.Join(args, " "), err)
+			}
+			rec, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+			if err != nil || len(rec) < 2 || len(rec[1]) < 7 {
+				return fmt.Errorf("redis-benchmark output %q: %w", out, err)
+			}
+			// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+			r := rec[1]
+			fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", bc.name, c, r[1], r[4], r[5], r[6])
+		}
+	}
+	fmt.Println()
+	return b.rdb.FlushAll(ctx).Err()
+}
+
+// memoryPerPayment stores n payments through the storage package, as the
+// server does, and reports the growth of used_memory per payment (the
+// payment hash plus its idempotency record).
+func (b *bench) memoryPerPayment(n int, listpackValue string) error {
+	ctx := context.Background()
+	if err := b.rdb.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	before, err := usedMemory(ctx, b.rdb)
+	if err != nil {
+		return err
+	}
+	repo := storage.New(b.rdb, storage.Options{IdempotencyTTL: 24 * time.Hour})
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				req := payments.Request{
+					AmountMinor: 1250, Currency: "EUR",
+					OrderID:        fmt.Sprintf("order-%08d", i),
+					IdempotencyKey: fmt.Sprintf("%08d-6f1c-4d2a-9b3e-0c5d7e8f9a1b", i), // UUID-sized
+					Metadata:       map[string]string{"source": "bench"},
+				}
+				if _, _, err := repo.Create(ctx, payments.New(req, time.Now().UTC()), payments.Fingerprint(req)); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("store payments: %w", firstErr)
+	}
+	took := time.Since(start)
+	after, err := usedMemory(ctx, b.rdb)
+	if err != nil {
+		return err
+	}
+	keys, err := b.rdb.DBSize(ctx).Result()
+	if err != nil {
+		return err
+	}
+	var sample []string
+	it := b.rdb.Scan(ctx, 0, "pmt:*", 2).Iterator()
+	for it.Next(ctx) && len(sample) < 2 {
+		sample = append(sample, it.Val())
+	}
+	fmt.Printf("## Redis memory per payment, hash-max-listpack-value %s\n", listpackValue)
+	fmt.Println()
+	fmt.Printf("%d payments stored through internal/storage (32 goroutines, %.0f payments/s), %d keys.\n\n", n, float64(n)/took.Seconds(), keys)
+	fmt.Println("| used_memory before | after | per payment (payment hash + idempotency record) |")
+	fmt.Println("|---:|---:|---:|")
+	fmt.Printf("| %d B | %d B | %.0f B |\n\n", before, after, float64(after-before)/float64(n))
+	for _, k := range sample {
+		u, err1 := b.rdb.MemoryUsage(ctx, k, 0).Result()
+		enc, err2 := b.rdb.ObjectEncoding(ctx, k).Result()
+		if err1 == nil && err2 == nil {
+			fmt.Printf("- %s: MEMORY USAGE %d B, encoding %s\n", k, u, enc)
+		}
+	}
+	fmt.Println()
+	return b.rdb.FlushAll(ctx).Err()
+}
+
+func usedMemory(ctx context.Context, c *redis.Client) (int64, error) {
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("no used_memory in INFO memory")
+}
+
+// loadavg is /proc/loadavg's first three fields: the machine is shared, so
+// the reader should know how busy it was.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

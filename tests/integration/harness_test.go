@@ -1,0 +1,497 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+// binPath is the server binary, built once for the whole suite.
+var binPath string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	for _, tool := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "integration tests need %s on PATH (apt-get install redis-server redis-tools): %v\n", tool, err)
+			return 1
+		}
+	}
+	dir, err := os.MkdirTemp("", "payments-it-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binPath = filepath.Join(dir, "payments-svc")
+	build := exec.Command("go", "build", "-o", binPath, "github.com/payments-svc/payments-svc/cmd/server")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build server binary:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// readyTimeout bounds every wait for a process to become ready.
+const readyTimeout = 20 * time.Second
+
+// poll calls cond every interval until it returns nil or timeout passes, and
+// returns the last error. It is how the suite waits: never a bare sleep.
+func poll(timeout, interval time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(interval)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago. redis-server
+// cannot bind port 0 and report it, so the caller retries on a bind failure.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// redisOpts configures one redis-server process.
+type redisOpts struct {
+	aof     bool
+	fsync   string   // appendfsync: always, everysec (default) or no
+	cluster bool     // --cluster-enabled yes
+	extra   []string // more command-line options
+}
+
+// redisServer is one real redis-server process on 127.0.0.1.
+type redisServer struct {
+	t    *testing.T
+	opts redisOpts
+	dir  string
+	port int
+	bus  int // cluster bus port, when opts.cluster
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the current process has exited
+}
+
+// startRedis starts redis-server on a free port with a temporary directory
+// and waits until it answers PING. It is killed when the test ends.
+func startRedis(t *testing.T, opts redisOpts) *redisServer {
+	t.Helper()
+	r := &redisServer{t: t, opts: opts, dir: t.TempDir()}
+	t.Cleanup(r.kill)
+	var lastErr error
+	for range 5 {
+		r.port = freePort(t)
+		if opts.cluster {
+			// The default bus port, port+10000, may be taken or out of range.
+			r.bus = freePort(t)
+		}
+		if lastErr = r.start(); lastErr == nil {
+			return r
+		}
+		if !strings.Contains(lastErr.Error(), "Address already in use") {
+			break
+		}
+	}
+	t.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+func (r *redisServer) args() []string {
+	a := []string{
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
+		"--dir", r.dir, "--save", "", "--daemonize", "no",
+		"--logfile", filepath.Join(r.dir, "redis.log"),
+	}
+	if r.opts.aof {
+		a = append(a, "--appendonly", "yes")
+		if r.opts.fsync != "" {
+			a = append(a, "--appendfsync", r.opts.fsync)
+		}
+	}
+	if r.opts.cluster {
+		a = append(a, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
+			"--cluster-port", strconv.Itoa(r.bus), "--cluster-node-timeout", "5000")
+	}
+	return append(a, r.opts.extra...)
+}
+
+// start runs the process on r.port and r.dir and waits for PING.
+func (r *redisServer) start() error {
+	cmd := exec.Command("redis-server", r.args()...)
+	cmd.Dir = r.dir
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r.mu.Lock()
+	r.cmd, r.done = cmd, done
+	r.mu.Unlock()
+
+	c := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	return poll(readyTimeout, 10*time.Millisecond, func() error {
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on port %d exited during start-up; its log:\n%s", r.port, r.logTail())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err()
+	})
+}
+
+// restart starts the process again on the same port and directory, so the
+// data it persisted (AOF) is loaded back.
+func (r *redisServer) restart() {
+	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatalf("restart redis-server: %v", err)
+	}
+}
+
+// stop sends sig and waits for the process to exit.
+func (r *redisServer) stop(sig syscall.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if err := cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signal redis-server: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(readyTimeout):
+		r.t.Fatalf("redis-server still running %s after %v", readyTimeout, sig)
+	}
+}
+
+func (r *redisServer) kill() {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	if r.t.Failed() {
+		r.t.Logf("redis-server %s log tail:\n%s", r.addr(), r.logTail())
+	}
+}
+
+func (r *redisServer) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+	return tail(string(b), 15)
+}
+
+func (r *redisServer) client(t *testing.T) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.addr()})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// server is one real payments-svc process whose JSON log lines the test can
+// wait on.
+type server struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	addr   string // bound gRPC address
+	http   string // bound HTTP address: webhooks and probes
+
+	mu    sync.Mutex
+	lines []map[string]any
+	added chan struct{} // closed and replaced whenever a line arrives
+	done  chan struct{}
+	err   error // exit status, valid once done is closed
+}
+
+// baseEnv is the environment every server gets, with any PAYMENTS_* of the
+// outer environment removed so the developer's settings cannot leak in.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PAYMENTS_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env,
+		"PAYMENTS_GRPC_ADDR=127.0.0.1:0",
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0",
+		"PAYMENTS_WEBHOOK_SECRETS="+webhookSecret,
+		"PAYMENTS_LOG_LEVEL=info",
+		// Outages are noticed within a few of these; kept short so the
+		// suite's bounded waits stay small.
+		"PAYMENTS_HEALTH_INTERVAL=100ms",
+	)
+}
+
+// startServer starts the binary with env added to baseEnv and waits for its
+// gRPC listener. It is killed when the test ends.
+func startServer(t *testing.T, env ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binPath)
+	cmd.Env = append(baseEnv(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, cmd: cmd, stderr: &syncBuffer{}, added: make(chan struct{}), done: make(chan struct{})}
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", binPath, err)
+	}
+	go s.read(out)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+		if t.Failed() {
+			t.Logf("server %s stderr:\n%s\nlast log lines:\n%s", s.addr, s.stderr.String(), s.logTail(20))
+		}
+	})
+	s.addr = s.waitLog("grpc server listening")["addr"].(string)
+	s.http = s.waitLog("http server listening")["addr"].(string)
+	return s
+}
+
+// startServers starts n replicas with the same environment.
+func startServers(t *testing.T, n int, env ...string) []*server {
+	t.Helper()
+	out := make([]*server, n)
+	for i := range out {
+		out[i] = startServer(t, env...)
+	}
+	return out
+}
+
+func (s *server) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		s.mu.Lock()
+		s.lines = append(s.lines, m)
+		close(s.added)
+		s.added = make(chan struct{})
+		s.mu.Unlock()
+	}
+	s.err = s.cmd.Wait()
+	close(s.done)
+}
+
+// waitLog returns the first log line with the given msg, failing the test if
+// the process exits or readyTimeout passes first.
+func (s *server) waitLog(msg string) map[string]any {
+	s.t.Helper()
+	deadline := time.After(readyTimeout)
+	for {
+		s.mu.Lock()
+		for _, l := range s.lines {
+			if l["msg"] == msg {
+				s.mu.Unlock()
+				return l
+			}
+		}
+		added := s.added
+		s.mu.Unlock()
+		select {
+		case <-added:
+		case <-s.done:
+			s.t.Fatalf("server exited (%v) before logging %q; stderr:\n%s", s.err, msg, s.stderr.String())
+		case <-deadline:
+			s.t.Fatalf("no %q log line within %s", msg, readyTimeout)
+		}
+	}
+}
+
+// logged reports whether any log line contains substr in any string field.
+func (s *server) logged(substr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		for _, v := range l {
+			if str, ok := v.(string); ok && strings.Contains(str, substr) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *server) logTail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	lines := s.lines
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for _, l := range lines {
+		j, _ := json.Marshal(l)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (s *server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal server: %v", err)
+	}
+}
+
+// wait returns the exit status, failing the test after timeout.
+func (s *server) wait(timeout time.Duration) error {
+	s.t.Helper()
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(timeout):
+		s.t.Fatalf("server still running after %s", timeout)
+		return nil
+	}
+}
+
+// exited reports whether the process has ended.
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// conn dials the server's gRPC address.
+func (s *server) conn() *grpc.ClientConn {
+	s.t.Helper()
+	c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (s *server) client() paymentsv1.PaymentServiceClient {
+	return paymentsv1.NewPaymentServiceClient(s.conn())
+}
+
+func (s *server) health() healthpb.HealthClient { return healthpb.NewHealthClient(s.conn()) }
+
+// waitHealth polls grpc.health.v1 for service until it reports want, within
+// timeout, and returns how long that took.
+func waitHealth(t *testing.T, hc healthpb.HealthClient, service string, want healthpb.HealthCheckResponse_ServingStatus, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	err := poll(timeout, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			return err
+		}
+		if resp.GetStatus() != want {
+			return fmt.Errorf("status %v", resp.GetStatus())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("grpc.health.v1 %q: %v after %s, want %v", service, err, timeout, want)
+	}
+	return time.Since(start)
+}
+
+// readinessService is the grpc.health.v1 name readiness probes use.
+const readinessService = "payments.v1.PaymentService"
+
+// syncBuffer is a bytes.Buffer safe for a process and the test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// exitStatus describes a process exit error for messages.
+func exitStatus(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.String()
+	}
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+const (
+	serving    = healthpb.HealthCheckResponse_SERVING
+	notServing = healthpb.HealthCheckResponse_NOT_SERVING
+)

@@ -1,0 +1,150 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+// TestRedisOutage stops Redis in the middle of a load and starts it again,
+// without touching the server process.
+//
+// While Redis is down every call must end with UNAVAILABLE before its
+// deadline (a correctness bound: the server never hangs a caller), and
+// readiness (grpc.health.v1, the Health RPC and /readyz) must turn
+// NOT_SERVING while liveness (grpc "liveness" and /healthz) stays up. After the restart the server must serve
+// again on its own within a bounded time, no half-written payment may exist,
+// and retrying every key must leave exactly one payment per key.
+func TestRedisOutage(t *testing.T) {
+	const (
+		workers       = 8
+		callTimeout   = 2 * time.Second
+		okBeforeStop  = 40 // successes before Redis is stopped
+		callsWhenDown = 10 // calls per worker once Redis is known to be down
+		recoveryBound = 15 * time.Second
+	)
+	rs := startRedis(t, redisOpts{aof: true, fsync: "always"})
+	srv := startServer(t, "PAYMENTS_REDIS_ADDRS="+rs.addr())
+	srv.waitLog("redis reachable: serving")
+	c, hc := srv.client(), srv.health()
+
+	type attempt struct {
+		key     string
+		down    bool // started after redis-server had exited
+		elapsed time.Duration
+		resp    *paymentsv1.RequestPaymentResponse
+		err     error
+	}
+	var (
+		mu        sync.Mutex
+		attempts  []attempt
+		oks       atomic.Int64
+		redisDown atomic.Bool
+		wg        sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			downCalls := 0
+			for i := 0; downCalls < callsWhenDown; i++ {
+				a := attempt{key: fmt.Sprintf("outage-%d-%04d", w, i), down: redisDown.Load()}
+				start := time.Now()
+				a.resp, _, a.err = call(c, a.key, callTimeout)
+				a.elapsed = time.Since(start)
+				if a.err == nil {
+					oks.Add(1)
+				}
+				if a.down {
+					downCalls++
+				}
+				mu.Lock()
+				attempts = append(attempts, a)
+				mu.Unlock()
+			}
+		})
+	}
+
+	if err := poll(readyTimeout, 5*time.Millisecond, func() error {
+		if n := oks.Load(); n < okBeforeStop {
+			return fmt.Errorf("only %d successful calls", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("load before the outage: %v", err)
+	}
+	rs.stop(syscall.SIGTERM)
+	redisDown.Store(true)
+
+	waitHealth(t, hc, readinessService, notServing, readyTimeout)
+	waitHealth(t, hc, "", notServing, readyTimeout)
+	waitHTTPStatus(t, srv.http, "/readyz", http.StatusServiceUnavailable, readyTimeout)
+	waitHTTPStatus(t, srv.http, "/healthz", http.StatusOK, time.Second)
+	// Liveness must not follow Redis, or an outage would restart every pod.
+	waitHealth(t, hc, "liveness", serving, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if h, err := c.Health(ctx, &paymentsv1.HealthRequest{}); err != nil || h.GetStatus() != "unavailable" {
+		t.Errorf("Health RPC during the outage = %v, %v; want status \"unavailable\"", h, err)
+	}
+	wg.Wait()
+
+	var downFailures int
+	for _, a := range attempts {
+		if a.elapsed >= callTimeout {
+			t.Errorf("call %s returned after %v, want before its %v deadline", a.key, a.elapsed, callTimeout)
+		}
+		code := status.Code(a.err)
+		switch {
+		case a.down && code != codes.Unavailable:
+			t.Errorf("call %s while Redis was down: code %v (%v), want Unavailable", a.key, code, a.err)
+		case !a.down && code != codes.OK && code != codes.Unavailable:
+			t.Errorf("call %s as Redis stopped: code %v (%v), want OK or Unavailable", a.key, code, a.err)
+		case code == codes.Unavailable:
+			downFailures++
+		}
+	}
+	if want := workers * callsWhenDown; downFailures < want {
+		t.Errorf("%d calls failed with Unavailable, want at least %d (one per call made while Redis was down)", downFailures, want)
+	}
+
+	t.Logf("%d calls, %d failed with Unavailable", len(attempts), downFailures)
+
+	rs.restart()
+	took := waitHealth(t, hc, readinessService, serving, recoveryBound)
+	waitHTTPStatus(t, srv.http, "/readyz", http.StatusOK, recoveryBound)
+	t.Logf("readiness back %v after redis-server answered PING (bound %v)", took, recoveryBound)
+	if srv.exited() {
+		t.Fatal("server process exited during the outage, want it to keep running")
+	}
+	rdb := rs.client(t)
+	checkNoPartialRecords(t, rdb)
+
+	// The client's recovery: retry every key with the same request.
+	for _, a := range attempts {
+		got, _, err := call(c, a.key, 5*time.Second)
+		if err != nil {
+			t.Errorf("retry %s after recovery: %v, want success", a.key, err)
+			continue
+		}
+		if a.err == nil {
+			if diff := cmp.Diff(a.resp, got, protocmp.Transform()); diff != "" {
+				t.Errorf("retry %s of a call that succeeded (-original +retry):\n%s", a.key, diff)
+			}
+		}
+	}
+	checkPaymentCount(t, rdb, len(attempts))
+	checkNoPartialRecords(t, rdb)
+}
