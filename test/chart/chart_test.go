@@ -561,3 +561,14 @@ func TestShippedValuesFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestBundledRedisKeepsPaymentsCompact(t *testing.T) {
+	r := render(t, renderOpts{})
+	sts := get[*appsv1.StatefulSet](t, r, "StatefulSet", fullname+"-redis")
+	args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--appendonly yes", "--hash-max-listpack-value 128", "--requirepass $(REDIS_PASSWORD)"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("redis args = %q, want them to contain %q", args, want)
+		}
+	}
+}
