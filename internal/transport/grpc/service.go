@@ -87,11 +87,12 @@ func (s *Service) GetPayment(ctx context.Context, in *paymentsv1.GetPaymentReque
 	if err := validatePaymentID(id); err != nil {
 		return nil, err
 	}
+	// Logged even when the lookup fails: a NOT_FOUND is easier to chase with the id.
+	annotate(ctx, "", id)
 	p, err := s.store.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	annotate(ctx, "", p.ID)
 	return &paymentsv1.GetPaymentResponse{
 		PaymentId:      p.ID,
 		Status:         paymentsv1.PaymentStatus(p.Status),
