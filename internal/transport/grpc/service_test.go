@@ -286,6 +286,12 @@ func TestGetPaymentErrors(t *testing.T) {
 			if got := status.Code(err); got != tt.wantCode {
 				t.Errorf("GetPayment(%q) code = %v, want %v (err %v)", tt.id, got, tt.wantCode, err)
 			}
+			if tt.wantCode == codes.NotFound {
+				lines := e.logs.lines(t)
+				if last := lines[len(lines)-1]; last["payment_id"] != tt.id || last["code"] != "NotFound" {
+					t.Errorf("log line = %v, want payment_id %s and code NotFound", last, tt.id)
+				}
+			}
 		})
 	}
 }
