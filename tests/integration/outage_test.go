@@ -4,18 +4,13 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/testing/protocmp"
 
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -42,51 +37,10 @@ func TestRedisOutage(t *testing.T) {
 	srv.waitLog("redis reachable: serving")
 	c, hc := srv.client(), srv.health()
 
-	type attempt struct {
-		key     string
-		down    bool // started after redis-server had exited
-		elapsed time.Duration
-		resp    *paymentsv1.RequestPaymentResponse
-		err     error
-	}
-	var (
-		mu        sync.Mutex
-		attempts  []attempt
-		oks       atomic.Int64
-		redisDown atomic.Bool
-		wg        sync.WaitGroup
-	)
-	for w := range workers {
-		wg.Go(func() {
-			downCalls := 0
-			for i := 0; downCalls < callsWhenDown; i++ {
-				a := attempt{key: fmt.Sprintf("outage-%d-%04d", w, i), down: redisDown.Load()}
-				start := time.Now()
-				a.resp, _, a.err = call(c, a.key, callTimeout)
-				a.elapsed = time.Since(start)
-				if a.err == nil {
-					oks.Add(1)
-				}
-				if a.down {
-					downCalls++
-				}
-				mu.Lock()
-				attempts = append(attempts, a)
-				mu.Unlock()
-			}
-		})
-	}
-
-	if err := poll(readyTimeout, 5*time.Millisecond, func() error {
-		if n := oks.Load(); n < okBeforeStop {
-			return fmt.Errorf("only %d successful calls", n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("load before the outage: %v", err)
-	}
+	l := startLoad(workers, callsWhenDown, "outage", []paymentsv1.PaymentServiceClient{c}, callTimeout)
+	l.waitOKs(t, okBeforeStop)
 	rs.stop(syscall.SIGTERM)
-	redisDown.Store(true)
+	l.disrupted()
 
 	waitHealth(t, hc, readinessService, notServing, readyTimeout)
 	waitHealth(t, hc, "", notServing, readyTimeout)
@@ -99,7 +53,7 @@ func TestRedisOutage(t *testing.T) {
 	if h, err := c.Health(ctx, &paymentsv1.HealthRequest{}); err != nil || h.GetStatus() != "unavailable" {
 		t.Errorf("Health RPC during the outage = %v, %v; want status \"unavailable\"", h, err)
 	}
-	wg.Wait()
+	attempts := l.wait()
 
 	var downFailures int
 	for _, a := range attempts {
@@ -108,9 +62,9 @@ func TestRedisOutage(t *testing.T) {
 		}
 		code := status.Code(a.err)
 		switch {
-		case a.down && code != codes.Unavailable:
+		case a.after && code != codes.Unavailable:
 			t.Errorf("call %s while Redis was down: code %v (%v), want Unavailable", a.key, code, a.err)
-		case !a.down && code != codes.OK && code != codes.Unavailable:
+		case !a.after && code != codes.OK && code != codes.Unavailable:
 			t.Errorf("call %s as Redis stopped: code %v (%v), want OK or Unavailable", a.key, code, a.err)
 		case code == codes.Unavailable:
 			downFailures++
@@ -133,18 +87,7 @@ func TestRedisOutage(t *testing.T) {
 	checkNoPartialRecords(t, rdb)
 
 	// The client's recovery: retry every key with the same request.
-	for _, a := range attempts {
-		got, _, err := call(c, a.key, 5*time.Second)
-		if err != nil {
-			t.Errorf("retry %s after recovery: %v, want success", a.key, err)
-			continue
-		}
-		if a.err == nil {
-			if diff := cmp.Diff(a.resp, got, protocmp.Transform()); diff != "" {
-				t.Errorf("retry %s of a call that succeeded (-original +retry):\n%s", a.key, diff)
-			}
-		}
-	}
+	retryAll(t, attempts, func(int) paymentsv1.PaymentServiceClient { return c }, 5*time.Second)
 	checkPaymentCount(t, rdb, len(attempts))
 	checkNoPartialRecords(t, rdb)
 }
