@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/payments-svc/payments-svc/internal/proctest"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -40,11 +38,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binPath = filepath.Join(dir, "payments-svc")
-	build := exec.Command("go", "build", "-o", binPath, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build server binary:", err)
+	binPath, err = proctest.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -52,91 +48,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running server binary whose JSON log lines the test can wait on.
-type proc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	lines []map[string]any
-	added chan struct{} // closed and replaced whenever a line arrives
-	done  chan error
-}
+// logWait bounds every wait for a log line or an exit.
+const logWait = 20 * time.Second
 
-func startBinary(t *testing.T, env ...string) *proc {
+func startBinary(t *testing.T, env ...string) *proctest.Proc {
 	t.Helper()
-	cmd := exec.Command(binPath)
 	base := []string{"PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + testSecret}
-	cmd.Env = append(os.Environ(), append(base, env...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binPath, err)
-	}
-	p := &proc{cmd: cmd, added: make(chan struct{}), done: make(chan error, 1)}
-	go p.read(out)
-	t.Cleanup(func() {
-		// A process the test already stopped has exited; Kill is then a no-op
-		// and the exit status was checked by the test itself.
-		_ = cmd.Process.Kill()
-		if err := <-p.done; err != nil {
-			t.Logf("server process ended: %v", err)
-		}
-	})
-	return p
-}
-
-func (p *proc) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) != nil {
-			continue
-		}
-		p.mu.Lock()
-		p.lines = append(p.lines, m)
-		close(p.added)
-		p.added = make(chan struct{})
-		p.mu.Unlock()
-	}
-	p.done <- p.cmd.Wait()
-}
-
-// waitLog returns the first log line with the given msg, waiting for it to be
-// written; it fails the test if the process exits or the deadline passes.
-func (p *proc) waitLog(t *testing.T, msg string) map[string]any {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		p.mu.Lock()
-		for _, l := range p.lines {
-			if l["msg"] == msg {
-				p.mu.Unlock()
-				return l
-			}
-		}
-		added := p.added
-		p.mu.Unlock()
-		select {
-		case <-added:
-		case <-deadline:
-			t.Fatalf("no %q log line within 20s", msg)
-		}
-	}
-}
-
-// wait returns the process's exit error, failing the test after timeout.
-func (p *proc) wait(t *testing.T, timeout time.Duration) error {
-	t.Helper()
-	select {
-	case err := <-p.done:
-		p.done <- err // keep it for the cleanup
-		return err
-	case <-time.After(timeout):
-		t.Fatalf("process still running after %s", timeout)
-		return nil
-	}
+	return proctest.Start(t, binPath, append(os.Environ(), append(base, env...)...))
 }
 
 func dial(t *testing.T, addr string) paymentsv1.PaymentServiceClient {
@@ -155,16 +73,14 @@ func runHealthcheck(addr string) error {
 
 func TestBinaryHealthcheckSubcommand(t *testing.T) {
 	p := startBinary(t)
-	addr := p.waitLog(t, "grpc server listening")["addr"].(string)
-	p.waitLog(t, "redis reachable: serving")
+	addr := p.WaitLog("grpc server listening", logWait)["addr"].(string)
+	p.WaitLog("redis reachable: serving", logWait)
 
 	if err := runHealthcheck(addr); err != nil {
 		t.Errorf("healthcheck against a serving server: %v, want exit 0", err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.wait(t, 20*time.Second); err != nil {
+	p.Signal(syscall.SIGTERM)
+	if err := p.Wait(logWait); err != nil {
 		t.Fatalf("server exit after SIGTERM = %v, want status 0", err)
 	}
 	var exitErr *exec.ExitError
@@ -303,8 +219,8 @@ func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
 		"PAYMENTS_SHUTDOWN_TIMEOUT=20s",
 		"PAYMENTS_HEALTH_INTERVAL=1h", // keep pings off the gate
 	)
-	addr := p.waitLog(t, "grpc server listening")["addr"].(string)
-	p.waitLog(t, "redis reachable: serving")
+	addr := p.WaitLog("grpc server listening", logWait)["addr"].(string)
+	p.WaitLog("redis reachable: serving", logWait)
 	client := dial(t, addr)
 
 	const inFlight = 5
@@ -322,10 +238,8 @@ func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
 	}
 	g.waitHeld(t, inFlight)
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	p.waitLog(t, "shutdown started")
+	p.Signal(syscall.SIGTERM)
+	p.WaitLog("shutdown started", logWait)
 
 	// A new connection is refused while the old calls are still running.
 	late := dial(t, addr)
@@ -344,7 +258,7 @@ func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
 			t.Errorf("in-flight call failed across shutdown: %v", err)
 		}
 	}
-	if err := p.wait(t, 20*time.Second); err != nil {
+	if err := p.Wait(logWait); err != nil {
 		t.Errorf("server exit = %v, want status 0", err)
 	}
 	if got := len(mr.Keys()); got != 2*inFlight {

@@ -138,7 +138,7 @@ func TestRedisCluster(t *testing.T) {
 	if got := len(scanKeys(t, cc, "pmt:*:evt:*")); got != keys {
 		t.Errorf("stored event records = %d, want %d", got, keys)
 	}
-	if srv.logged("CROSSSLOT") {
-		t.Errorf("server logged a CROSSSLOT error:\n%s", srv.logTail(20))
+	if srv.Logged("CROSSSLOT") {
+		t.Errorf("server logged a CROSSSLOT error:\n%s", srv.LogTail(20))
 	}
 }

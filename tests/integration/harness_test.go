@@ -3,13 +3,8 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/payments-svc/payments-svc/internal/proctest"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -49,11 +45,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binPath = filepath.Join(dir, "payments-svc")
-	build := exec.Command("go", "build", "-o", binPath, "github.com/payments-svc/payments-svc/cmd/server")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build server binary:", err)
+	if binPath, err = proctest.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -242,20 +235,12 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// server is one real payments-svc process whose JSON log lines the test can
-// wait on.
+// server is one real payments-svc process and the addresses it bound.
 type server struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	addr   string // bound gRPC address
-	http   string // bound HTTP address: webhooks and probes
-
-	mu    sync.Mutex
-	lines []map[string]any
-	added chan struct{} // closed and replaced whenever a line arrives
-	done  chan struct{}
-	err   error // exit status, valid once done is closed
+	*proctest.Proc
+	t    *testing.T
+	addr string // bound gRPC address
+	http string // bound HTTP address: webhooks and probes
 }
 
 // baseEnv is the environment every server gets, with any PAYMENTS_* of the
@@ -279,28 +264,10 @@ func baseEnv() []string {
 }
 
 // startServer starts the binary with env added to baseEnv and waits for its
-// gRPC listener. It is killed when the test ends.
+// listeners. It is killed when the test ends.
 func startServer(t *testing.T, env ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binPath)
-	cmd.Env = append(baseEnv(), env...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{t: t, cmd: cmd, stderr: &syncBuffer{}, added: make(chan struct{}), done: make(chan struct{})}
-	cmd.Stderr = s.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binPath, err)
-	}
-	go s.read(out)
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-s.done
-		if t.Failed() {
-			t.Logf("server %s stderr:\n%s\nlast log lines:\n%s", s.addr, s.stderr.String(), s.logTail(20))
-		}
-	})
+	s := &server{Proc: proctest.Start(t, binPath, append(baseEnv(), env...)), t: t}
 	s.addr = s.waitLog("grpc server listening")["addr"].(string)
 	s.http = s.waitLog("http server listening")["addr"].(string)
 	return s
@@ -316,106 +283,10 @@ func startServers(t *testing.T, n int, env ...string) []*server {
 	return out
 }
 
-func (s *server) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) != nil {
-			continue
-		}
-		s.mu.Lock()
-		s.lines = append(s.lines, m)
-		close(s.added)
-		s.added = make(chan struct{})
-		s.mu.Unlock()
-	}
-	s.err = s.cmd.Wait()
-	close(s.done)
-}
-
-// waitLog returns the first log line with the given msg, failing the test if
-// the process exits or readyTimeout passes first.
+// waitLog returns the first log line with the given msg, within readyTimeout.
 func (s *server) waitLog(msg string) map[string]any {
 	s.t.Helper()
-	deadline := time.After(readyTimeout)
-	for {
-		s.mu.Lock()
-		for _, l := range s.lines {
-			if l["msg"] == msg {
-				s.mu.Unlock()
-				return l
-			}
-		}
-		added := s.added
-		s.mu.Unlock()
-		select {
-		case <-added:
-		case <-s.done:
-			s.t.Fatalf("server exited (%v) before logging %q; stderr:\n%s", s.err, msg, s.stderr.String())
-		case <-deadline:
-			s.t.Fatalf("no %q log line within %s", msg, readyTimeout)
-		}
-	}
-}
-
-// logged reports whether any log line contains substr in any string field.
-func (s *server) logged(substr string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		for _, v := range l {
-			if str, ok := v.(string); ok && strings.Contains(str, substr) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (s *server) logTail(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b strings.Builder
-	lines := s.lines
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	for _, l := range lines {
-		j, _ := json.Marshal(l)
-		b.Write(j)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-func (s *server) signal(sig syscall.Signal) {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("signal server: %v", err)
-	}
-}
-
-// wait returns the exit status, failing the test after timeout.
-func (s *server) wait(timeout time.Duration) error {
-	s.t.Helper()
-	select {
-	case <-s.done:
-		return s.err
-	case <-time.After(timeout):
-		s.t.Fatalf("server still running after %s", timeout)
-		return nil
-	}
-}
-
-// exited reports whether the process has ended.
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+	return s.WaitLog(msg, readyTimeout)
 }
 
 // conn dials the server's gRPC address.
@@ -460,36 +331,6 @@ func waitHealth(t *testing.T, hc healthpb.HealthClient, service string, want hea
 
 // readinessService is the grpc.health.v1 name readiness probes use.
 const readinessService = "payments.v1.PaymentService"
-
-// syncBuffer is a bytes.Buffer safe for a process and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// exitStatus describes a process exit error for messages.
-func exitStatus(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.String()
-	}
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
-}
 
 const (
 	serving    = healthpb.HealthCheckResponse_SERVING

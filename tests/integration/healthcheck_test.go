@@ -42,8 +42,8 @@ func TestHealthcheckSubcommandOnRealRedis(t *testing.T) {
 		t.Errorf("healthcheck while Redis is down exited %d, want 1", got)
 	}
 
-	s.signal(syscall.SIGTERM)
-	if err := s.wait(readyTimeout); err != nil {
+	s.Signal(syscall.SIGTERM)
+	if err := s.Wait(readyTimeout); err != nil {
 		t.Fatalf("server exit after SIGTERM = %v, want status 0", err)
 	}
 	if got := healthcheck(t, s.addr); got != 1 {

@@ -80,7 +80,7 @@ func TestRedisOutage(t *testing.T) {
 	took := waitHealth(t, hc, readinessService, serving, recoveryBound)
 	waitHTTPStatus(t, srv.http, "/readyz", http.StatusOK, recoveryBound)
 	t.Logf("readiness back %v after redis-server answered PING (bound %v)", took, recoveryBound)
-	if srv.exited() {
+	if srv.Exited() {
 		t.Fatal("server process exited during the outage, want it to keep running")
 	}
 	rdb := rs.client(t)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/payments-svc/payments-svc/internal/proctest"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -68,9 +69,9 @@ func TestServerRestartReplaysOriginal(t *testing.T) {
 	first.waitLog("redis reachable: serving")
 	created := createAll(t, first.client(), "srv-restart", restartKeys)
 
-	first.signal(syscall.SIGTERM)
-	if err := first.wait(readyTimeout); err != nil {
-		t.Fatalf("first server after SIGTERM: %s, want exit status 0", exitStatus(err))
+	first.Signal(syscall.SIGTERM)
+	if err := first.Wait(readyTimeout); err != nil {
+		t.Fatalf("first server after SIGTERM: %s, want exit status 0", proctest.ExitStatus(err))
 	}
 
 	second := startServer(t, env)
@@ -107,7 +108,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 			waitHealth(t, hc, readinessService, notServing, readyTimeout)
 			rs.restart()
 			waitHealth(t, hc, readinessService, serving, readyTimeout)
-			if srv.exited() {
+			if srv.Exited() {
 				t.Fatal("server process exited during the Redis restart, want it to keep running")
 			}
 

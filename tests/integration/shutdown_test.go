@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/payments-svc/payments-svc/internal/proctest"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -36,9 +37,9 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 
 	l := startLoad(workers, callsAfterGone, "shutdown", clients, callTimeout)
 	l.waitOKs(t, okBeforeSignal)
-	servers[victim].signal(syscall.SIGTERM)
-	if err := servers[victim].wait(readyTimeout); err != nil {
-		t.Errorf("replica after SIGTERM under load: %s, want exit status 0", exitStatus(err))
+	servers[victim].Signal(syscall.SIGTERM)
+	if err := servers[victim].Wait(readyTimeout); err != nil {
+		t.Errorf("replica after SIGTERM under load: %s, want exit status 0", proctest.ExitStatus(err))
 	}
 	l.disrupted()
 	attempts := l.wait()
