@@ -61,7 +61,13 @@ func New(client redis.UniversalClient, opts Options) *Repository {
 // IdempotencyKey is the Redis key of the idempotency record for a client key.
 // The client's key is hashed so its length and characters never matter.
 func IdempotencyKey(idempotencyKey string) string {
-	return keyPrefix + "{" + payments.HashTag(idempotencyKey) + "}:idem:" + payments.Digest(idempotencyKey)
+	return idempotencyRecordKey(payments.HashTag(idempotencyKey), idempotencyKey)
+}
+
+// idempotencyRecordKey is IdempotencyKey for a caller that already holds the
+// tag, so the create path hashes the client's key for its tag only once.
+func idempotencyRecordKey(tag, idempotencyKey string) string {
+	return keyPrefix + "{" + tag + "}:idem:" + payments.Digest(idempotencyKey)
 }
 
 // PaymentKey is the Redis key of a payment record. tag comes from
@@ -115,7 +121,7 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 		md = string(b)
 	}
 	tag := payments.HashTag(p.IdempotencyKey)
-	idemKey := IdempotencyKey(p.IdempotencyKey)
+	idemKey := idempotencyRecordKey(tag, p.IdempotencyKey)
 
 	for range maxIDAttempts {
 		res, err := createScript.Run(ctx, r.client,
