@@ -75,9 +75,19 @@ func TestServeStopsWithContext(t *testing.T) {
 	if err := run(ctx, nil, &stdout, &stderr); err != nil {
 		t.Fatalf("run() = %v, want nil after cancellation", err)
 	}
-	for _, want := range []string{"EMBEDDED STORE", "grpc server listening", "http server listening", "PAYMENTS_UNKNOWN_SETTING", "shutdown complete"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, stdout.String())
+	// Even when the context is done before run starts, the log tells the
+	// whole story in order: the listeners are announced before the shutdown.
+	out := stdout.String()
+	last := -1
+	for _, want := range []string{"PAYMENTS_UNKNOWN_SETTING", "EMBEDDED STORE", "grpc server listening", "http server listening", "shutdown started", "shutdown complete"} {
+		i := strings.Index(out, want)
+		switch {
+		case i < 0:
+			t.Errorf("log lacks %q:\n%s", want, out)
+		case i < last:
+			t.Errorf("log has %q out of order:\n%s", want, out)
+		default:
+			last = i
 		}
 	}
 }

@@ -144,16 +144,20 @@ func (a *App) Run(ctx context.Context) error {
 		a.monitor.run(monCtx)
 	}()
 
+	// The listeners were bound in New, so the kernel already queues
+	// connections: announce them before anything can start a shutdown, so the
+	// log always reads listening, then shutdown, whatever the scheduler does.
+	a.log.Info("grpc server listening", slog.String("addr", a.grpcLis.Addr().String()),
+		slog.Bool("embedded_store", a.cfg.Embedded()))
+	a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()))
+
 	serveErr := make(chan error, 2)
 	go func() {
-		a.log.Info("grpc server listening", slog.String("addr", a.grpcLis.Addr().String()),
-			slog.Bool("embedded_store", a.cfg.Embedded()))
 		if err := a.grpcSrv.Serve(a.grpcLis); err != nil {
 			serveErr <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
 	go func() {
-		a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()))
 		if err := a.httpSrv.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("http server: %w", err)
 		}
