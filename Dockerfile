@@ -1,8 +1,15 @@
-# syntax=docker/dockerfile:1
 # payments-svc image: a static Go binary on distroless, running as uid/gid 65532.
-#   docker build --build-arg VERSION=$(git describe --tags --always) --build-arg COMMIT=$(git rev-parse --short HEAD) -t payments-svc:dev .
+#   make image     (or: docker build -t payments-svc:dev .)
+#
+# No `# syntax=` line: that would make BuildKit fetch its frontend from a
+# registry; the frontend built into the engine reads everything used here.
+# The bases are build arguments so a machine without a registry can pass
+# stand-ins (test/images/build.sh, `make image-local`); the defaults are the
+# real upstream images.
+ARG BUILD_IMAGE=golang:1.26.8-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
-FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
+FROM --platform=$BUILDPLATFORM ${BUILD_IMAGE} AS build
 WORKDIR /src
 ENV CGO_ENABLED=0
 # Modules first, so source edits do not invalidate the download layer.
@@ -20,7 +27,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/payments-svc ./cmd/server
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 ARG VERSION=dev
 ARG COMMIT=unknown
 LABEL org.opencontainers.image.title="payments-svc" \
