@@ -189,10 +189,18 @@ image-check: ## $(IMAGE) is under $(IMAGE_BUDGET_MIB) MiB, runs as 65532:65532 a
 size: ## what each module adds to the server binary (the image's size budget comes from this)
 	go run ./bench/binsize
 
+REDIS_IMAGE ?= redis:8.10.2-alpine
+
 .PHONY: test-container
-test-container: ## run $(IMAGE) read-only as 65532 with Redis: HEALTHCHECK, gRPC, HTTP, docker stop under load; then make up/down (needs Docker)
-	IMAGE=$(IMAGE) REDIS_IMAGE=$${REDIS_IMAGE:-$(LOCAL_REDIS_IMAGE)} COMPOSE="$(COMPOSE)" \
-	  go test -tags container -count=1 -timeout 10m ./tests/...
+test-container: ## run $(IMAGE) read-only as 65532 beside $(REDIS_IMAGE): HEALTHCHECK, gRPC, HTTP, docker stop under load; make up, restarts, make down
+	IMAGE=$(IMAGE) REDIS_IMAGE=$(REDIS_IMAGE) COMPOSE="$(COMPOSE)" \
+	  $(if $(BUILD_IMAGE),BUILD_IMAGE=$(BUILD_IMAGE)) $(if $(RUNTIME_IMAGE),RUNTIME_IMAGE=$(RUNTIME_IMAGE)) \
+	  go test -tags integration,container -count=1 -timeout 10m -run '^(TestImage|TestCompose)' -v ./tests/integration
+
+.PHONY: test-container-local
+test-container-local: image-local ## test-container on the payments-local stand-ins: what .ci/run proves on a machine with no registry
+	$(MAKE) --no-print-directory test-container BUILD_IMAGE=$(LOCAL_BUILD_IMAGE) RUNTIME_IMAGE=$(LOCAL_RUNTIME_IMAGE) \
+	  REDIS_IMAGE=$(LOCAL_REDIS_IMAGE)
 
 .PHONY: up
 up: ## docker compose: build, start the service and Redis, wait until healthy (needs Docker)
