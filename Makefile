@@ -160,7 +160,7 @@ COMPOSE ?= docker compose
 
 .PHONY: docker-plugins
 docker-plugins: ## build docker compose and buildx from their pinned modules and install any the docker CLI lacks
-	test/tools/docker-plugins.sh
+	test/tools/build.sh --install-docker-plugins compose buildx
 
 .PHONY: images-local
 images-local: ## build the payments-local/* stand-ins for the base and Redis images from Debian packages (no registry)
