@@ -4,15 +4,11 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -35,20 +31,6 @@ import (
 // tag they create, by its id or their own unique name.
 
 const containerRedisPassword = "container-test-only"
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// uniqueName is a name no other run uses, so a test only ever touches its own objects.
-func uniqueName(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return prefix + "-" + hex.EncodeToString(b)
-}
 
 // dockerCmd runs the docker CLI (or another command) and returns its trimmed
 // output; the error carries the output too.
@@ -128,16 +110,6 @@ func (c *container) waitHealthy() {
 	if err != nil {
 		c.t.Fatalf("container %.12s: %v, want running healthy", c.id, err)
 	}
-}
-
-func grpcClient(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 // createReplayGet creates a payment for key, replays it and reads it back,
@@ -282,13 +254,6 @@ func TestImageLockedDown(t *testing.T) {
 	retryAll(t, attempts, func(int) paymentsv1.PaymentServiceClient { return client }, 10*time.Second)
 	checkPaymentCount(t, rdb, len(attempts)+1)
 	checkNoPartialRecords(t, rdb)
-}
-
-// repoRoot is the module root, where the Makefile and compose file are.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // TestComposeUpSurvivesRestarts runs `make up` as a developer would (with
