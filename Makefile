@@ -79,6 +79,17 @@ test: ## the full Go suite: unit, in-process and real-binary tests with -race (f
 	    { echo "coverage $$total% is below the $(COVERAGE_MIN)% gate"; exit 1; }
 	$(MAKE) --no-print-directory test-chart
 
+FLAKE_COUNT ?= 20
+
+.PHONY: test-flakes
+test-flakes: ## hunt flaky tests: two copies of the unit suite at once with -race -count=$(FLAKE_COUNT) (CPU contention), then the integration suite -count=3; bounded by -timeout
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	  go test -race -count=$(FLAKE_COUNT) -timeout 30m ./... >"$$log" 2>&1 & other=$$!; \
+	  status=0; go test -race -count=$(FLAKE_COUNT) -timeout 30m ./... || status=1; \
+	  wait $$other || { status=1; grep -E -- '--- FAIL|^FAIL|panic:' "$$log" | head -40; }; \
+	  exit $$status
+	go test -race -tags integration -count=3 -timeout 15m ./tests/...
+
 .PHONY: test-integration
 test-integration: ## real redis-server (single, AOF, Cluster) and real server replicas: exactly-once, restarts, outage, shutdown
 	go test -race -tags integration -count=1 -timeout 3m ./tests/...

@@ -2,7 +2,7 @@
 # Builds the tools this project's container and cluster workflows use from
 # their Go modules at pinned versions, into an ignored directory:
 #
-#   test/tools/build.sh [--install-docker-plugins] TOOL...   (compose, buildx, skaffold)
+#   test/tools/build.sh [--install-docker-plugins] TOOL...   (compose, buildx, skaffold, grpcurl)
 #
 # Their go.mod files carry replace or exclude directives, so `go install
 # pkg@version` is refused; the module is copied out of the module cache and
@@ -23,7 +23,8 @@ spec() {
     buildx) echo "github.com/docker/buildx v0.38.2 ./cmd/buildx -X=github.com/docker/buildx/version.Version=v0.38.2" ;;
     # The newest skaffold the module proxy serves; it reads skaffold/v4beta13.
     skaffold) echo "github.com/GoogleContainerTools/skaffold/v2 v2.16.1 ./cmd/skaffold -X=github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=v2.16.1" ;;
-    *) echo "tools: unknown tool $1 (compose, buildx, skaffold)" >&2; return 1 ;;
+    grpcurl) echo "github.com/fullstorydev/grpcurl v1.9.4 ./cmd/grpcurl -X=main.version=v1.9.4" ;;
+    *) echo "tools: unknown tool $1 (compose, buildx, skaffold, grpcurl)" >&2; return 1 ;;
   esac
 }
 
