@@ -47,6 +47,11 @@ type Options struct {
 	// certificate for the kubelet API and verifies the kubelet's serving
 	// certificate, and the controller manager provisions hostPath volumes.
 	RealNode bool
+	// AdvertiseAddress is the API server's address in the kubernetes
+	// Service's endpoints; empty means 127.0.0.1, which the API server
+	// accepts but cannot publish (Endpoints refuse loopback addresses). The
+	// API server still listens on 127.0.0.1 only; package node relays.
+	AdvertiseAddress string
 }
 
 // ControlPlane is a running control plane. Stop it with Stop.
@@ -69,6 +74,9 @@ type ControlPlane struct {
 func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
+	}
+	if opts.AdvertiseAddress == "" {
+		opts.AdvertiseAddress = "127.0.0.1"
 	}
 	need := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 	if !opts.RealNode {
@@ -192,7 +200,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, port, etcdPort int) 
 	}
 	args := []string{
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdPort),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--bind-address=127.0.0.1", "--advertise-address=" + cp.opts.AdvertiseAddress,
 		"--secure-port=" + strconv.Itoa(port),
 		"--tls-cert-file=" + cert, "--tls-private-key-file=" + key,
 		"--client-ca-file=" + cp.pki.CAFile,

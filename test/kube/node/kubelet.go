@@ -109,7 +109,7 @@ func writeTemplate(path string, t *template.Template, data any) error {
 func (n *Node) startKubelet(ctx context.Context, port, healthzPort int) error {
 	cp := n.opts.ControlPlane
 	dir := filepath.Join(n.opts.Dir, "kubelet")
-	for _, d := range []string{dir, filepath.Join(n.opts.Dir, "pod-logs"), filepath.Join(n.opts.Dir, "volume-plugins")} {
+	for _, d := range []string{dir, filepath.Join(n.opts.LogDir, "pods"), filepath.Join(n.opts.Dir, "volume-plugins")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func (n *Node) startKubelet(ctx context.Context, port, healthzPort int) error {
 		"NodeIP": GatewayIP, "Port": port, "HealthzPort": healthzPort,
 		"Cert": cert, "Key": key, "CA": cp.CAFile(), "Socket": n.Socket,
 		"CgroupRoot": cgroupRoot, "ClusterDNS": ClusterDNS, "ClusterDomain": ClusterDomain,
-		"ResolvConf": resolv, "PodLogs": filepath.Join(n.opts.Dir, "pod-logs"),
+		"ResolvConf": resolv, "PodLogs": filepath.Join(n.opts.LogDir, "pods"),
 		"VolumePlugins": filepath.Join(n.opts.Dir, "volume-plugins"),
 	}); err != nil {
 		return err

@@ -11,9 +11,9 @@ import (
 	"strings"
 )
 
-// setupNetwork creates the bridge with the gateway address, lets pods reach
-// the API server through the kubernetes Service, accepts pod-to-pod traffic
-// on the bridge, and writes the CNI configuration containerd reads.
+// setupNetwork creates the bridge with the gateway address, accepts
+// pod-to-pod traffic on the bridge, and writes the CNI configuration
+// containerd reads.
 func setupNetwork(ctx context.Context, dir string) error {
 	if err := run(ctx, "ip", "link", "show", Bridge); err == nil {
 		return fmt.Errorf("bridge %s already exists: another node runs, or an earlier one was not cleaned up (make cluster-down)", Bridge)
@@ -26,13 +26,6 @@ func setupNetwork(ctx context.Context, dir string) error {
 		if err := run(ctx, "ip", args...); err != nil {
 			return err
 		}
-	}
-	// The API server listens on 127.0.0.1 only, so kube-proxy DNATs the
-	// kubernetes Service (10.0.0.1:443) to 127.0.0.1:<port>. The kernel drops
-	// packets from another interface to a loopback address unless
-	// route_localnet is set on that interface; set it on this bridge only.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+Bridge+"/route_localnet", []byte("1"), 0o600); err != nil {
-		return fmt.Errorf("route_localnet on %s: %w", Bridge, err)
 	}
 	for _, args := range [][]string{
 		{"-w", "-N", fwdChain},

@@ -34,8 +34,10 @@ const (
 	Bridge = "kpay0"
 	// PodCIDR is the pods' subnet on Bridge.
 	PodCIDR = "10.244.0.0/24"
-	// GatewayIP is the bridge's address: the pods' gateway and the node's
-	// InternalIP (the kubelet refuses a loopback node IP).
+	// GatewayIP is the bridge's address: the pods' gateway, the node's
+	// InternalIP (the kubelet refuses a loopback node IP) and the API
+	// server's advertised address (an Endpoints address may not be loopback;
+	// see apiProxy).
 	GatewayIP = "10.244.0.1"
 	// ClusterDNS is the Service IP the kubelet puts in pods' resolv.conf;
 	// the CoreDNS Service must claim it (it lies inside the API server's
@@ -60,7 +62,7 @@ type Options struct {
 	// Keep it short: containerd's socket path must fit in 108 bytes.
 	Dir string
 	// ControlPlane is the running control plane to join; it must have been
-	// started with RealNode.
+	// started with RealNode and AdvertiseAddress GatewayIP.
 	ControlPlane *controlplane.ControlPlane
 	// PauseImage is the sandbox image, already present in Docker; it is
 	// imported into the node's containerd before the kubelet starts.
@@ -84,6 +86,7 @@ type Node struct {
 	containerd *proc.Process
 	kubelet    *proc.Process
 	kubeProxy  *proc.Process
+	apiProxy   *apiProxy
 }
 
 // Start prepares the network, starts containerd, imports the images, and
@@ -126,6 +129,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	}()
 	if err := setupNetwork(ctx, dir); err != nil {
 		return nil, err
+	}
+	if n.apiProxy, err = startAPIProxy(ctx, opts.ControlPlane.Server); err != nil {
+		return nil, fmt.Errorf("api server relay on %s: %w", GatewayIP, err)
 	}
 	if err := setupCgroups(); err != nil {
 		return nil, err
@@ -183,6 +189,9 @@ func (n *Node) Stop() {
 	}
 	if n.containerd != nil {
 		n.containerd.Stop(20 * time.Second)
+	}
+	if n.apiProxy != nil {
+		n.apiProxy.stop()
 	}
 	for _, err := range Clean(n.opts.BinDir, n.opts.Dir) {
 		fmt.Fprintf(os.Stderr, "node: clean: %v\n", err)
