@@ -76,7 +76,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts}
-	defer func() {
+	defer func() { //nolint:contextcheck // cleanup must run even when ctx is cancelled
 		if err != nil {
 			c.Stop()
 		}
@@ -88,7 +88,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	c.Kubeconfig = c.cp.Kubeconfig
-	c.pvs = watchHostPathPVs(c.cp, filepath.Join(opts.Dir, "hostpath-pvs"))
+	c.pvs = watchHostPathPVs(ctx, c.cp, filepath.Join(opts.Dir, "hostpath-pvs"))
 	if c.node, err = node.Start(ctx, node.Options{
 		BinDir: opts.BinDir, Dir: filepath.Join(opts.Dir, "node"), LogDir: filepath.Join(opts.Dir, "node-logs"),
 		ControlPlane: c.cp,
@@ -157,7 +157,7 @@ func (c *Cluster) ImportImage(ctx context.Context, image string) error {
 func (c *Cluster) kubectlApply(ctx context.Context, manifest string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.opts.BinDir, "kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
+	cmd := exec.CommandContext(ctx, filepath.Join(c.opts.BinDir, "kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "-f", "-") //nolint:gosec // the pinned kubectl from build.sh
 	cmd.Stdin = strings.NewReader(manifest)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/payments-svc/payments-svc/test/kube/controlplane"
@@ -28,8 +29,9 @@ type pvWatcher struct {
 	done   chan struct{}
 }
 
-func watchHostPathPVs(cp *controlplane.ControlPlane, record string) *pvWatcher {
-	ctx, cancel := context.WithCancel(context.Background())
+func watchHostPathPVs(ctx context.Context, cp *controlplane.ControlPlane, record string) *pvWatcher {
+	// It lives until stop, not until the start context ends.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &pvWatcher{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -88,7 +90,7 @@ func appendLine(path, line string) error {
 // removeHostPathPVs deletes the provisioned directories a cluster recorded,
 // never anything outside hostPathBase.
 func removeHostPathPVs(record string) []error {
-	b, err := os.ReadFile(record)
+	b, err := os.ReadFile(record) //nolint:gosec // the cluster's own record
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -103,9 +105,11 @@ func removeHostPathPVs(record string) []error {
 		if !strings.HasPrefix(p, hostPathBase) || p == filepath.Clean(hostPathBase) {
 			continue
 		}
-		if err := os.RemoveAll(p); err != nil {
+		if err := os.RemoveAll(p); err != nil { //nolint:gosec // only below hostPathBase, checked above
 			errs = append(errs, err)
 		}
 	}
+	// The provisioner's base directory goes too, unless something else is in it.
+	_ = syscall.Rmdir(filepath.Clean(hostPathBase))
 	return errs
 }

@@ -15,10 +15,11 @@ import (
 // 10.0.0.1:443 to GatewayIP:<port>) and this relay. TLS passes through
 // untouched: the pods still verify the API server's certificate.
 type apiProxy struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
 }
 
 func startAPIProxy(ctx context.Context, server string) (*apiProxy, error) {
@@ -31,7 +32,9 @@ func startAPIProxy(ctx context.Context, server string) (*apiProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &apiProxy{ln: ln, conns: map[net.Conn]struct{}{}}
+	// The relay lives until stop, not until the start context ends.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &apiProxy{ln: ln, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -43,7 +46,7 @@ func startAPIProxy(ctx context.Context, server string) (*apiProxy, error) {
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				p.relay(c, u.Host)
+				p.relay(ctx, c, u.Host)
 			}()
 		}
 	}()
@@ -60,9 +63,9 @@ func (p *apiProxy) track(c net.Conn, on bool) {
 	}
 }
 
-func (p *apiProxy) relay(client net.Conn, upstream string) {
+func (p *apiProxy) relay(ctx context.Context, client net.Conn, upstream string) {
 	var d net.Dialer
-	server, err := d.DialContext(context.Background(), "tcp", upstream)
+	server, err := d.DialContext(ctx, "tcp", upstream)
 	if err != nil {
 		_ = client.Close()
 		return
@@ -92,6 +95,7 @@ func (p *apiProxy) relay(client net.Conn, upstream string) {
 
 // stop closes the listener and every relayed connection and waits for them.
 func (p *apiProxy) stop() {
+	p.cancel()
 	_ = p.ln.Close()
 	p.mu.Lock()
 	for c := range p.conns {

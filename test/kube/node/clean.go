@@ -85,7 +85,7 @@ func Clean(binDir, dir string) []error {
 // every KUBE-* chain, in each table of one iptables family. The KUBE- prefix
 // is Kubernetes' own; only this node creates such chains on this host.
 func removeKubeChains(ctx context.Context, family string) error {
-	out, err := exec.CommandContext(ctx, family+"-save").Output()
+	out, err := exec.CommandContext(ctx, family+"-save").Output() //nolint:gosec // iptables-save or ip6tables-save
 	if err != nil {
 		return fmt.Errorf("%s-save: %w", family, err)
 	}
@@ -132,7 +132,7 @@ func iptablesChainExists(ctx context.Context, table, chain string) bool {
 // killRecorded kills the process whose pid the file holds, if its command
 // line still names dir (so a reused pid is never killed), and waits for it.
 func killRecorded(pidFile, dir string) error {
-	b, err := os.ReadFile(pidFile)
+	b, err := os.ReadFile(pidFile) //nolint:gosec // the node's own pid file
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -260,7 +260,7 @@ func killCgroupProcs(ctx context.Context) error {
 		}
 		left := 0
 		for _, d := range dirs {
-			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")) //nolint:gosec // a cgroupfs file
 			if err != nil {
 				continue
 			}

@@ -169,8 +169,8 @@ func removeSandboxes(ctx context.Context, socket string) error {
 func ImportImage(ctx context.Context, socket, image string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	save := exec.CommandContext(ctx, "docker", "save", image)
-	imp := exec.CommandContext(ctx, "ctr", "--address", socket, "--namespace", criNamespace,
+	save := exec.CommandContext(ctx, "docker", "save", image)                                //nolint:gosec // docker save of the image the caller names
+	imp := exec.CommandContext(ctx, "ctr", "--address", socket, "--namespace", criNamespace, //nolint:gosec // ctr against this node's socket
 		"images", "import", "-")
 	pipe, err := save.StdoutPipe()
 	if err != nil {

@@ -122,7 +122,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		opts.LogDir = filepath.Join(dir, "logs")
 	}
 	n := &Node{opts: opts, Socket: filepath.Join(dir, "containerd", "containerd.sock")}
-	defer func() {
+	defer func() { //nolint:contextcheck // cleanup must run even when ctx is cancelled
 		if err != nil {
 			n.Stop()
 		}

@@ -28,7 +28,7 @@ func saveSysctls(dir string) error {
 	}
 	var b strings.Builder
 	for _, s := range kubeletSysctls {
-		v, err := os.ReadFile(filepath.Join("/proc/sys", s))
+		v, err := os.ReadFile(filepath.Join("/proc/sys", s)) //nolint:gosec // a fixed list of /proc/sys names
 		if err != nil {
 			return err
 		}

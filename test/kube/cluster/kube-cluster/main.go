@@ -78,7 +78,7 @@ const (
 
 // supervisorPid returns the supervisor's pid if one runs for this state dir.
 func supervisorPid(state string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(state, pidFile))
+	b, err := os.ReadFile(filepath.Join(state, pidFile)) //nolint:gosec // below the state dir the caller chose
 	if err != nil {
 		return 0, false
 	}
@@ -96,7 +96,7 @@ func supervisorPid(state string) (int, bool) {
 
 func up(bin, state string, images []string) error {
 	if _, ok := supervisorPid(state); ok {
-		kubeconfig, err := os.ReadFile(filepath.Join(state, readyFile))
+		kubeconfig, err := os.ReadFile(filepath.Join(state, readyFile)) //nolint:gosec // below the state dir the caller chose
 		if err != nil {
 			return fmt.Errorf("a supervisor runs for %s but is not ready yet; see %s", state, filepath.Join(state, logFile))
 		}
@@ -104,17 +104,17 @@ func up(bin, state string, images []string) error {
 		fmt.Println(strings.TrimSpace(string(kubeconfig)))
 		return nil
 	}
-	if _, err := os.Stat(state); err == nil {
+	if _, err := os.Stat(state); err == nil { //nolint:gosec // below the state dir the caller chose
 		// A supervisor died without cleaning up: sweep before starting anew.
 		fmt.Fprintf(os.Stderr, "kube-cluster: cleaning up after a previous cluster in %s\n", state)
 		if err := down(bin, state); err != nil {
 			return err
 		}
 	}
-	if err := os.MkdirAll(state, 0o750); err != nil {
+	if err := os.MkdirAll(state, 0o750); err != nil { //nolint:gosec // below the state dir the caller chose
 		return err
 	}
-	log, err := os.Create(filepath.Join(state, logFile)) //nolint:gosec // the cluster's own state dir
+	log, err := os.Create(filepath.Join(state, logFile)) //nolint:gosec // below the state dir the caller chose
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func up(bin, state string, images []string) error {
 	started := time.Now()
 	deadline := time.After(10 * time.Minute)
 	for {
-		if b, err := os.ReadFile(filepath.Join(state, readyFile)); err == nil {
+		if b, err := os.ReadFile(filepath.Join(state, readyFile)); err == nil { //nolint:gosec // below the state dir the caller chose
 			fmt.Fprintf(os.Stderr, "kube-cluster: ready in %v\n", time.Since(started).Round(time.Second))
 			fmt.Println(strings.TrimSpace(string(b)))
 			return nil
@@ -157,7 +157,7 @@ func up(bin, state string, images []string) error {
 }
 
 func tail(path string, n int) string {
-	b, err := os.ReadFile(path) //nolint:gosec // the cluster's own log
+	b, err := os.ReadFile(path) //nolint:gosec // below the state dir the caller chose
 	if err != nil {
 		return err.Error()
 	}
@@ -169,10 +169,10 @@ func tail(path string, n int) string {
 }
 
 func run(bin, state string, images []string) error {
-	if err := os.MkdirAll(state, 0o750); err != nil {
+	if err := os.MkdirAll(state, 0o750); err != nil { //nolint:gosec // below the state dir the caller chose
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(state, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(state, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil { //nolint:gosec // below the state dir the caller chose
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -185,8 +185,8 @@ func run(bin, state string, images []string) error {
 	defer func() {
 		fmt.Fprintln(os.Stderr, "kube-cluster: stopping")
 		c.Stop()
-		_ = os.Remove(filepath.Join(state, readyFile))
-		_ = os.Remove(filepath.Join(state, pidFile))
+		_ = os.Remove(filepath.Join(state, readyFile)) //nolint:gosec // below the state dir the caller chose
+		_ = os.Remove(filepath.Join(state, pidFile))   //nolint:gosec // below the state dir the caller chose
 		fmt.Fprintln(os.Stderr, "kube-cluster: stopped")
 	}()
 	kubeconfig := filepath.Join(state, "kubeconfig")
@@ -194,13 +194,13 @@ func run(bin, state string, images []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(kubeconfig, b, 0o600); err != nil {
+	if err := os.WriteFile(kubeconfig, b, 0o600); err != nil { //nolint:gosec // below the state dir the caller chose
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(state, socketFile), []byte(c.Socket), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(state, socketFile), []byte(c.Socket), 0o600); err != nil { //nolint:gosec // below the state dir the caller chose
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(state, readyFile), []byte(kubeconfig), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(state, readyFile), []byte(kubeconfig), 0o600); err != nil { //nolint:gosec // below the state dir the caller chose
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "kube-cluster: ready in %v; kubeconfig %s; logs:\n  %s\n",
@@ -216,7 +216,7 @@ func load(state string, images []string) error {
 	if _, ok := supervisorPid(state); !ok {
 		return fmt.Errorf("no cluster runs for %s (make cluster-up)", state)
 	}
-	socket, err := os.ReadFile(filepath.Join(state, socketFile))
+	socket, err := os.ReadFile(filepath.Join(state, socketFile)) //nolint:gosec // below the state dir the caller chose
 	if err != nil {
 		return fmt.Errorf("cluster not ready: %w", err)
 	}
@@ -253,7 +253,7 @@ func down(bin, state string) error {
 	}
 	// Sweep whatever a crash left (idempotent when the supervisor stopped cleanly).
 	errs := cluster.Clean(bin, filepath.Join(state, "c"))
-	if err := os.RemoveAll(state); err != nil {
+	if err := os.RemoveAll(state); err != nil { //nolint:gosec // below the state dir the caller chose
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
