@@ -195,6 +195,9 @@ chart-e2e: kube-tools ## check charts/payments on a real API server, controllers
 CLUSTER_STATE  ?= $(CURDIR)/.cache/cluster
 CLUSTER_IMAGES ?=
 KUBE_CLUSTER   := $(KUBE_BIN)/kube-cluster
+# The images cluster-e2e's chart test installs; it skips when either is missing.
+CHART_IMAGE       ?= $(IMAGE)
+CHART_REDIS_IMAGE ?= payments-local/redis:7.0.15
 
 .PHONY: cluster-images
 cluster-images: kube-tools ## build payments-local/pause and payments-local/coredns into Docker (the node's own images)
@@ -218,9 +221,9 @@ cluster-down: kube-cluster ## stop the cluster and remove everything it created 
 	"$(KUBE_CLUSTER)" down -bin "$(KUBE_BIN)" -state "$(CLUSTER_STATE)"
 
 .PHONY: cluster-e2e
-cluster-e2e: kube-tools cluster-images ## prove the real node: probes, Service + CoreDNS, port-forward, a bound PVC (own cluster; not with cluster-up)
+cluster-e2e: kube-tools cluster-images ## prove the real node: probes, Service + CoreDNS, port-forward, a bound PVC, the chart (CHART_IMAGE, CHART_REDIS_IMAGE); own cluster, not with cluster-up
 	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./internal/... ./node/ ./cluster/... ./images/...
-	cd test/kube && KUBE_CLUSTER_E2E=1 KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m -v ./cluster/
+	cd test/kube && KUBE_CLUSTER_E2E=1 KUBE_BIN="$(KUBE_BIN)" CHART_IMAGE="$(CHART_IMAGE)" CHART_REDIS_IMAGE="$(CHART_REDIS_IMAGE)" go test -count=1 -timeout 20m -v ./cluster/
 
 .PHONY: clean
 clean: ## remove build output and coverage files

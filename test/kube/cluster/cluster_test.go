@@ -374,3 +374,85 @@ func TestDynamicVolume(t *testing.T) {
 		t.Fatalf("the second pod read %q", out)
 	}
 }
+
+// chartImage and chartRedisImage name the Docker images TestChart installs;
+// CHART_IMAGE and CHART_REDIS_IMAGE override them.
+func chartImages() (app, redis string) {
+	app, redis = os.Getenv("CHART_IMAGE"), os.Getenv("CHART_REDIS_IMAGE")
+	if app == "" {
+		app = "payments-svc:dev"
+	}
+	if redis == "" {
+		redis = "payments-local/redis:7.0.15"
+	}
+	return app, redis
+}
+
+// splitImage splits repo:tag (a registry port before the tag is not expected here).
+func splitImage(t *testing.T, image string) (repo, tag string) {
+	t.Helper()
+	i := strings.LastIndexByte(image, ':')
+	if i < 0 {
+		t.Fatalf("image %q has no tag", image)
+	}
+	return image[:i], image[i+1:]
+}
+
+// TestChart installs charts/payments with the bundled Redis on the real node:
+// the release becomes ready (helm --wait), its helm test Job passes, and the
+// Redis pod's data survives deleting the pod (the claim is re-attached).
+func TestChart(t *testing.T) {
+	skipUnlessEnabled(t)
+	app, redis := chartImages()
+	for _, img := range []string{app, redis} {
+		if out, err := exec.CommandContext(t.Context(), "docker", "image", "inspect", img).CombinedOutput(); err != nil {
+			t.Skipf("docker image %s missing (make image; test/images for payments-local/redis): %v: %s", img, err, bytes.TrimSpace(out))
+		}
+		if err := c.ImportImage(t.Context(), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appRepo, appTag := splitImage(t, app)
+	redisRepo, redisTag := splitImage(t, redis)
+	ns := newNamespace(t, "payments")
+	helmHome := t.TempDir()
+	helm := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "helm"), append([]string{"--kubeconfig", c.Kubeconfig, "-n", ns}, args...)...)
+		cmd.Env = append(os.Environ(),
+			"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
+			"HELM_DATA_HOME="+filepath.Join(helmHome, "data"),
+		)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	helm("install", "payments", "../../../charts/payments",
+		"-f", "../../../k8s/values-kind.yaml",
+		"--set", "image.repository="+appRepo, "--set", "image.tag="+appTag,
+		"--set", "redis.image.repository="+redisRepo, "--set", "redis.image.tag="+redisTag,
+		"--wait", "--timeout", "4m")
+	t.Cleanup(func() {
+		// The StatefulSet's claim outlives the release; the namespace
+		// deletion (registered earlier, run later) removes it.
+		_, _ = kubectlErr(context.Background(), "", "-n", ns, "delete", "statefulset", "--all", "--wait=true", "--timeout=2m")
+	})
+	if out := helm("test", "payments", "--timeout", "3m"); !strings.Contains(out, "Phase:          Succeeded") {
+		t.Fatalf("helm test did not succeed:\n%s", out)
+	}
+
+	kubectl(t, "-n", ns, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data-payments-redis-0", "--timeout=1m")
+	if out := kubectl(t, "-n", ns, "exec", "payments-redis-0", "--", "redis-cli", "set", "e2e-survivor", "yes"); strings.TrimSpace(out) != "OK" {
+		t.Fatalf("redis-cli set: %q", out)
+	}
+	kubectl(t, "-n", ns, "delete", "pod", "payments-redis-0", "--wait=true", "--timeout=2m")
+	kubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod/payments-redis-0", "--timeout=2m")
+	if out := kubectl(t, "-n", ns, "exec", "payments-redis-0", "--", "redis-cli", "get", "e2e-survivor"); strings.TrimSpace(out) != "yes" {
+		t.Fatalf("after the Redis pod was replaced, get e2e-survivor = %q, want yes", out)
+	}
+}
