@@ -97,6 +97,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
 	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("node: needs root (bridge, iptables, mounts, cgroups)")
+	}
 	if opts.ControlPlane == nil || opts.PauseImage == "" {
 		return nil, errors.New("node: ControlPlane and PauseImage are required")
 	}
