@@ -260,6 +260,42 @@ chart-e2e: kube-tools ## check charts/payments on a real API server, controllers
 	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./e2e/
 	cd test/kube && KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m ./controlplane/ ./e2e/
 
+# A one-node cluster whose pods really run (test/kube/README.md, "Real node"):
+# the control plane above plus containerd, kubelet, kube-proxy and CoreDNS.
+# Needs root and a running Docker engine; one cluster per machine at a time.
+CLUSTER_STATE  ?= $(CURDIR)/.cache/cluster
+CLUSTER_IMAGES ?=
+KUBE_CLUSTER   := $(KUBE_BIN)/kube-cluster
+# The images cluster-e2e's chart test installs; it skips when either is missing.
+CHART_IMAGE       ?= $(IMAGE)
+CHART_REDIS_IMAGE ?= payments-local/redis:7.0.15
+
+.PHONY: cluster-images
+cluster-images: kube-tools ## build payments-local/pause and payments-local/coredns into Docker (the node's own images)
+	test/kube/images/build.sh "$(KUBE_BIN)"
+
+.PHONY: kube-cluster
+kube-cluster: ## build the cluster supervisor into .cache/kube/bin (incremental, seconds)
+	@mkdir -p "$(KUBE_BIN)"
+	cd test/kube && CGO_ENABLED=0 go build -trimpath -o "$(KUBE_CLUSTER)" ./cluster/kube-cluster
+
+.PHONY: cluster-up
+cluster-up: kube-tools cluster-images kube-cluster ## start control plane + real node in the background (CLUSTER_IMAGES="a b" imports more); prints the kubeconfig path
+	"$(KUBE_CLUSTER)" up -bin "$(KUBE_BIN)" -state "$(CLUSTER_STATE)" $(foreach i,$(CLUSTER_IMAGES),-image $(i))
+
+.PHONY: cluster-load
+cluster-load: kube-cluster ## put the Docker image IMAGE (default $(IMAGE)) into the running node's containerd
+	"$(KUBE_CLUSTER)" load -state "$(CLUSTER_STATE)" $(IMAGE)
+
+.PHONY: cluster-down
+cluster-down: kube-cluster ## stop the cluster and remove everything it created (also after a crash)
+	"$(KUBE_CLUSTER)" down -bin "$(KUBE_BIN)" -state "$(CLUSTER_STATE)"
+
+.PHONY: cluster-e2e
+cluster-e2e: kube-tools cluster-images ## prove the real node: probes, Service + CoreDNS, port-forward, a bound PVC, the chart (CHART_IMAGE, CHART_REDIS_IMAGE); own cluster, not with cluster-up
+	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./internal/... ./node/ ./cluster/... ./images/...
+	cd test/kube && KUBE_CLUSTER_E2E=1 KUBE_BIN="$(KUBE_BIN)" CHART_IMAGE="$(CHART_IMAGE)" CHART_REDIS_IMAGE="$(CHART_REDIS_IMAGE)" go test -count=1 -timeout 20m -v ./cluster/
+
 .PHONY: clean
 clean: ## remove build output and coverage files
 	rm -rf bin coverage.out coverage.html

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, helm) into an ignored cache directory, and
+# kube-scheduler, kubectl, etcd, kwok, helm), the node's (kubelet, kube-proxy,
+# coredns) into an ignored cache directory, and
 # kwok's default stages next to them. A stamp file records what the binaries were
 # built from; when it matches, nothing is rebuilt.
 #
@@ -21,7 +22,8 @@ required() { # required MODULE GO_MOD: the version GO_MOD requires
 }
 k8s_version="$(required k8s.io/kubernetes "$here/go.mod")"
 etcd_version="$(required go.etcd.io/etcd/server/v3 "$here/etcd/go.mod")"
-[[ -n "$k8s_version" && -n "$etcd_version" ]] || { echo "kube-tools: cannot read pinned versions" >&2; exit 1; }
+coredns_version="$(required github.com/coredns/coredns "$here/coredns/go.mod")"
+[[ -n "$k8s_version" && -n "$etcd_version" && -n "$coredns_version" ]] || { echo "kube-tools: cannot read pinned versions" >&2; exit 1; }
 kwok_version="v0.8.0"
 helm_version="v3.22.0"
 # The module proxy does not tell which upstream commit a version came from, so
@@ -29,13 +31,14 @@ helm_version="v3.22.0"
 # which keeps the binaries reproducible.
 k8s_build_date="2026-02-10T12:53:36Z"
 
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd coredns kwok helm)
 
 stamp_file="$bin/.stamp"
 stamp="$(
-  printf 'kubernetes %s\netcd %s\nkwok %s\nhelm %s\n%s\n' \
-    "$k8s_version" "$etcd_version" "$kwok_version" "$helm_version" "$(go env GOVERSION)"
-  cd "$here" && sha256sum build.sh go.mod go.sum etcd/go.mod etcd/go.sum etcd/main.go cmd/*/main.go
+  printf 'kubernetes %s\netcd %s\ncoredns %s\nkwok %s\nhelm %s\n%s\n' \
+    "$k8s_version" "$etcd_version" "$coredns_version" "$kwok_version" "$helm_version" "$(go env GOVERSION)"
+  cd "$here" && sha256sum build.sh go.mod go.sum etcd/go.mod etcd/go.sum etcd/main.go \
+    coredns/go.mod coredns/go.sum coredns/main.go cmd/*/main.go
 )"
 
 up_to_date() {
@@ -70,6 +73,9 @@ step "building kubernetes $k8s_version (a cold build takes several minutes)"
 
 step "building etcd $etcd_version"
 (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
+
+step "building coredns $coredns_version"
+(cd "$here/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .)
 
 step "building kwok $kwok_version"
 GOBIN="$bin" go install -trimpath \

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/payments-svc/payments-svc/test/kube/internal/proc"
 )
 
 // NodeAnnotation marks the nodes kwok manages; only NodeName carries it.
@@ -40,6 +42,16 @@ type Options struct {
 	// Timeout bounds each readiness wait; 0 means 2 minutes, which leaves room
 	// for a busy 2-core machine paging in ~100 MB binaries.
 	Timeout time.Duration
+	// RealNode prepares the control plane for a real kubelet (package node)
+	// instead of kwok: no kwok and no fake node, the API server gets a client
+	// certificate for the kubelet API and verifies the kubelet's serving
+	// certificate, and the controller manager provisions hostPath volumes.
+	RealNode bool
+	// AdvertiseAddress is the API server's address in the kubernetes
+	// Service's endpoints; empty means 127.0.0.1, which the API server
+	// accepts but cannot publish (Endpoints refuse loopback addresses). The
+	// API server still listens on 127.0.0.1 only; package node relays.
+	AdvertiseAddress string
 }
 
 // ControlPlane is a running control plane. Stop it with Stop.
@@ -52,7 +64,7 @@ type ControlPlane struct {
 	opts   Options
 	pki    *pki
 	client *http.Client
-	procs  []*process
+	procs  []*proc.Process
 }
 
 // Start brings up every component and returns once the API server is ready,
@@ -63,7 +75,14 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml"} {
+	if opts.AdvertiseAddress == "" {
+		opts.AdvertiseAddress = "127.0.0.1"
+	}
+	need := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+	if !opts.RealNode {
+		need = append(need, "kwok", "kwok-stages.yaml")
+	}
+	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("%w (run `make kube-tools` first)", err)
 		}
@@ -77,7 +96,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if cp.pki, err = newPKI(opts.Dir); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(ctx, 6)
+	ports, err := proc.FreePorts(ctx, 6)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +115,14 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err := cp.startScheduler(ctx, schedPort); err != nil {
 		return nil, err
 	}
+	if opts.RealNode {
+		// The node joins later; the default ServiceAccount is the last thing
+		// the controllers create that every pod needs.
+		if err := cp.procs[len(cp.procs)-1].WaitFor(ctx, cp.opts.Timeout, "seeing the default ServiceAccount", cp.defaultServiceAccount); err != nil {
+			return nil, err
+		}
+		return cp, nil
+	}
 	if err := cp.startKwok(ctx, kwokPort); err != nil {
 		return nil, err
 	}
@@ -106,7 +133,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 // more than once.
 func (cp *ControlPlane) Stop() {
 	for i := len(cp.procs) - 1; i >= 0; i-- {
-		cp.procs[i].stop(10 * time.Second)
+		cp.procs[i].Stop(10 * time.Second)
 	}
 }
 
@@ -114,13 +141,13 @@ func (cp *ControlPlane) Stop() {
 func (cp *ControlPlane) Logs() []string {
 	var out []string
 	for _, p := range cp.procs {
-		out = append(out, p.logFile)
+		out = append(out, p.LogFile)
 	}
 	return out
 }
 
-func (cp *ControlPlane) start(name string, args ...string) (*process, error) {
-	p, err := startProcess(filepath.Join(cp.opts.BinDir, name), cp.opts.Dir, name, args...)
+func (cp *ControlPlane) start(name string, args ...string) (*proc.Process, error) {
+	p, err := proc.Start(filepath.Join(cp.opts.BinDir, name), cp.opts.Dir, name, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +170,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, clientPort, peerPort int)
 	if err != nil {
 		return err
 	}
-	return p.waitFor(ctx, cp.opts.Timeout, "healthy", func(ctx context.Context) error {
+	return p.WaitFor(ctx, cp.opts.Timeout, "healthy", func(ctx context.Context) error {
 		body, err := get(ctx, plainHTTP, client+"/health")
 		if err == nil && !strings.Contains(body, `"health":"true"`) {
 			err = fmt.Errorf("health: %s", body)
@@ -171,23 +198,39 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, port, etcdPort int) 
 	if cp.client, err = cp.tlsClient(adminCert, adminKey); err != nil {
 		return err
 	}
-	p, err := cp.start("kube-apiserver",
-		"--etcd-servers=http://127.0.0.1:"+strconv.Itoa(etcdPort),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--tls-cert-file="+cert, "--tls-private-key-file="+key,
-		"--client-ca-file="+cp.pki.CAFile,
+	args := []string{
+		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdPort),
+		"--bind-address=127.0.0.1", "--advertise-address=" + cp.opts.AdvertiseAddress,
+		"--secure-port=" + strconv.Itoa(port),
+		"--tls-cert-file=" + cert, "--tls-private-key-file=" + key,
+		"--client-ca-file=" + cp.pki.CAFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+cp.pki.SAPubFile,
-		"--service-account-signing-key-file="+cp.pki.SAKeyFile,
+		"--service-account-key-file=" + cp.pki.SAPubFile,
+		"--service-account-signing-key-file=" + cp.pki.SAKeyFile,
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=Node,RBAC",
 		"--profiling=false",
-	)
+	}
+	if cp.opts.RealNode {
+		// logs, exec and port-forward go from the API server to the kubelet.
+		// The kubelet authorises its callers through the API server
+		// (SubjectAccessReview); system:masters is allowed everything.
+		kcert, kkey, err := cp.pki.client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
+		if err != nil {
+			return err
+		}
+		args = append(args,
+			"--kubelet-client-certificate="+kcert, "--kubelet-client-key="+kkey,
+			"--kubelet-certificate-authority="+cp.pki.CAFile,
+			// The node's only address is its InternalIP (see package node).
+			"--kubelet-preferred-address-types=InternalIP",
+		)
+	}
+	p, err := cp.start("kube-apiserver", args...)
 	if err != nil {
 		return err
 	}
-	return p.waitFor(ctx, cp.opts.Timeout, "ready", func(ctx context.Context) error {
+	return p.WaitFor(ctx, cp.opts.Timeout, "ready", func(ctx context.Context) error {
 		body, err := get(ctx, cp.client, cp.Server+"/readyz")
 		if err == nil && body != "ok" {
 			err = fmt.Errorf("readyz: %s", body)
@@ -205,22 +248,28 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, port int) er
 	if err != nil {
 		return err
 	}
-	p, err := cp.start("kube-controller-manager",
-		"--kubeconfig="+kubeconfig,
-		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
-		"--tls-cert-file="+cert, "--tls-private-key-file="+key,
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+		"--tls-cert-file=" + cert, "--tls-private-key-file=" + key,
 		"--leader-elect=false",
 		"--use-service-account-credentials=true",
-		"--service-account-private-key-file="+cp.pki.SAKeyFile,
-		"--root-ca-file="+cp.pki.CAFile,
+		"--service-account-private-key-file=" + cp.pki.SAKeyFile,
+		"--root-ca-file=" + cp.pki.CAFile,
 		// No cloud and no pod CIDRs here: leave out what would try to manage them.
 		"--controllers=*,-node-ipam-controller,-cloud-node-lifecycle-controller,-node-route-controller,-service-lb-controller",
-	)
+	}
+	if cp.opts.RealNode {
+		// A directory under /tmp/hostpath_pv per claim: enough for a
+		// single-node cluster, and the only provisioner built in.
+		args = append(args, "--enable-hostpath-provisioner=true")
+	}
+	p, err := cp.start("kube-controller-manager", args...)
 	if err != nil {
 		return err
 	}
-	return p.waitFor(ctx, cp.opts.Timeout, "healthy", cp.httpsOK("https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
+	return p.WaitFor(ctx, cp.opts.Timeout, "healthy", cp.httpsOK("https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
 }
 
 func (cp *ControlPlane) startScheduler(ctx context.Context, port int) error {
@@ -242,7 +291,7 @@ func (cp *ControlPlane) startScheduler(ctx context.Context, port int) error {
 	if err != nil {
 		return err
 	}
-	return p.waitFor(ctx, cp.opts.Timeout, "ready", cp.httpsOK("https://127.0.0.1:"+strconv.Itoa(port)+"/readyz"))
+	return p.WaitFor(ctx, cp.opts.Timeout, "ready", cp.httpsOK("https://127.0.0.1:"+strconv.Itoa(port)+"/readyz"))
 }
 
 func (cp *ControlPlane) startKwok(ctx context.Context, port int) error {
@@ -261,7 +310,7 @@ func (cp *ControlPlane) startKwok(ctx context.Context, port int) error {
 	if err != nil {
 		return err
 	}
-	if err := p.waitFor(ctx, cp.opts.Timeout, "ready", func(ctx context.Context) error {
+	if err := p.WaitFor(ctx, cp.opts.Timeout, "ready", func(ctx context.Context) error {
 		body, err := get(ctx, plainHTTP, "http://"+addr+"/readyz")
 		if err == nil && body != "ok" {
 			err = fmt.Errorf("readyz: %s", body)
@@ -289,7 +338,7 @@ func (cp *ControlPlane) startKwok(ctx context.Context, port int) error {
 		return fmt.Errorf("create node: %w", err)
 	}
 	// Ready, and the node lifecycle controller has lifted its not-ready taint.
-	if err := p.waitFor(ctx, cp.opts.Timeout, "managing a Ready, schedulable node", func(ctx context.Context) error {
+	if err := p.WaitFor(ctx, cp.opts.Timeout, "managing a Ready, schedulable node", func(ctx context.Context) error {
 		var n struct {
 			Spec struct {
 				Taints []struct{ Key, Effect string }
@@ -317,10 +366,13 @@ func (cp *ControlPlane) startKwok(ctx context.Context, port int) error {
 	}); err != nil {
 		return err
 	}
-	// Without the default ServiceAccount even a dry-run of a Pod is refused.
-	return p.waitFor(ctx, cp.opts.Timeout, "seeing the default ServiceAccount", func(ctx context.Context) error {
-		return cp.do(ctx, http.MethodGet, "/api/v1/namespaces/default/serviceaccounts/default", nil, nil)
-	})
+	return p.WaitFor(ctx, cp.opts.Timeout, "seeing the default ServiceAccount", cp.defaultServiceAccount)
+}
+
+// defaultServiceAccount checks the default ServiceAccount exists: without it
+// even a dry-run of a Pod is refused.
+func (cp *ControlPlane) defaultServiceAccount(ctx context.Context) error {
+	return cp.do(ctx, http.MethodGet, "/api/v1/namespaces/default/serviceaccounts/default", nil, nil)
 }
 
 // httpsOK checks that url answers 200 over TLS verified against the test CA.

@@ -1,4 +1,7 @@
-package controlplane
+// Package proc starts and stops the harness's long-lived components (the
+// control plane's and the node's), each with its own log file, and polls them
+// for readiness while failing fast when one exits.
+package proc
 
 import (
 	"context"
@@ -12,17 +15,18 @@ import (
 	"time"
 )
 
-// process is one started component: its log file, and a channel closed once
+// Process is one started component: its log file, and a channel closed once
 // it has exited, so readiness polls can fail fast on a crash.
-type process struct {
-	name    string
+type Process struct {
+	Name    string
+	LogFile string
 	cmd     *exec.Cmd
-	logFile string
 	done    chan struct{}
 	err     error // set before done is closed
 }
 
-func startProcess(bin, dir, name string, args ...string) (*process, error) {
+// Start runs bin with args in dir, logging to <dir>/<name>.log.
+func Start(bin, dir, name string, args ...string) (*Process, error) {
 	logFile := filepath.Join(dir, name+".log")
 	f, err := os.Create(logFile) //nolint:gosec // the caller's own work directory
 	if err != nil {
@@ -39,7 +43,7 @@ func startProcess(bin, dir, name string, args ...string) (*process, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logFile: logFile, done: make(chan struct{})}
+	p := &Process{Name: name, cmd: cmd, LogFile: logFile, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		_ = f.Close()
@@ -48,7 +52,8 @@ func startProcess(bin, dir, name string, args ...string) (*process, error) {
 	return p, nil
 }
 
-func (p *process) exited() bool {
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -57,9 +62,12 @@ func (p *process) exited() bool {
 	}
 }
 
-// stop asks the process to terminate and kills it if it has not within grace.
-func (p *process) stop(grace time.Duration) {
-	if p.exited() {
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Stop asks the process to terminate and kills it if it has not within grace.
+func (p *Process) Stop(grace time.Duration) {
+	if p.Exited() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -71,9 +79,9 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
-// tail returns the last n lines of the process log, for error messages.
-func (p *process) tail(n int) string {
-	b, err := os.ReadFile(p.logFile)
+// Tail returns the last n lines of the process log, for error messages.
+func (p *Process) Tail(n int) string {
+	b, err := os.ReadFile(p.LogFile)
 	if err != nil {
 		return err.Error()
 	}
@@ -84,16 +92,16 @@ func (p *process) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// waitFor polls check until it returns nil, the process exits, or timeout passes.
-func (p *process) waitFor(ctx context.Context, timeout time.Duration, what string, check func(context.Context) error) error {
+// WaitFor polls check until it returns nil, the process exits, or timeout passes.
+func (p *Process) WaitFor(ctx context.Context, timeout time.Duration, what string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var last error
 	for {
-		if p.exited() {
-			return fmt.Errorf("%s exited (%w) before %s; log %s:\n%s", p.name, p.err, what, p.logFile, p.tail(30))
+		if p.Exited() {
+			return fmt.Errorf("%s exited (%w) before %s; log %s:\n%s", p.Name, p.err, what, p.LogFile, p.Tail(30))
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 		last = check(cctx)
@@ -103,16 +111,16 @@ func (p *process) waitFor(ctx context.Context, timeout time.Duration, what strin
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not %s within %v: %w; log %s:\n%s", p.name, what, timeout, last, p.logFile, p.tail(30))
+			return fmt.Errorf("%s not %s within %v: %w; log %s:\n%s", p.Name, what, timeout, last, p.LogFile, p.Tail(30))
 		case <-tick.C:
 		}
 	}
 }
 
-// freePorts reserves n distinct loopback ports. They are released before the
+// FreePorts reserves n distinct loopback ports. They are released before the
 // components bind them, so another process could take one in between; the
 // component then fails to start and the error says so.
-func freePorts(ctx context.Context, n int) ([]int, error) {
+func FreePorts(ctx context.Context, n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
