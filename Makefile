@@ -266,9 +266,7 @@ chart-e2e: kube-tools ## check charts/payments on a real API server, controllers
 CLUSTER_STATE  ?= $(CURDIR)/.cache/cluster
 CLUSTER_IMAGES ?=
 KUBE_CLUSTER   := $(KUBE_BIN)/kube-cluster
-# The images cluster-e2e's chart test installs; it skips when either is missing.
-CHART_IMAGE       ?= $(IMAGE)
-CHART_REDIS_IMAGE ?= payments-local/redis:7.0.15
+TOOLS_BIN      := $(CURDIR)/.cache/tools/bin
 
 .PHONY: cluster-images
 cluster-images: kube-tools ## build payments-local/pause and payments-local/coredns into Docker (the node's own images)
@@ -291,10 +289,18 @@ cluster-load: kube-cluster ## put the Docker image IMAGE (default $(IMAGE)) into
 cluster-down: kube-cluster ## stop the cluster and remove everything it created (also after a crash)
 	"$(KUBE_CLUSTER)" down -bin "$(KUBE_BIN)" -state "$(CLUSTER_STATE)"
 
-.PHONY: cluster-e2e
-cluster-e2e: kube-tools cluster-images ## prove the real node: probes, Service + CoreDNS, port-forward, a bound PVC, the chart (CHART_IMAGE, CHART_REDIS_IMAGE); own cluster, not with cluster-up
+.PHONY: cluster-node-e2e
+cluster-node-e2e: kube-tools cluster-images ## prove the node itself on a cluster of its own: probes, Service + CoreDNS, port-forward, exec, logs, a bound PVC (not while cluster-up runs)
 	cd test/kube && $(GOLANGCI_LINT) run --allow-serial-runners ./controlplane/ ./internal/... ./node/ ./cluster/... ./images/...
-	cd test/kube && KUBE_CLUSTER_E2E=1 KUBE_BIN="$(KUBE_BIN)" CHART_IMAGE="$(CHART_IMAGE)" CHART_REDIS_IMAGE="$(CHART_REDIS_IMAGE)" go test -count=1 -timeout 20m -v ./cluster/
+	cd test/kube && KUBE_CLUSTER_E2E=1 KUBE_BIN="$(KUBE_BIN)" go test -count=1 -timeout 20m -v ./cluster/
+
+.PHONY: cluster-e2e
+cluster-e2e: cluster-up ## the chart on real pods of the cluster-up cluster, with IMAGE and the local Redis: install, grpcurl via port-forward, webhook, helm test, rollout, pod loss, Redis loss under load
+	$(MAKE) --no-print-directory cluster-load IMAGE=$(IMAGE)
+	$(MAKE) --no-print-directory cluster-load IMAGE=$(LOCAL_REDIS_IMAGE)
+	test/tools/build.sh grpcurl
+	KUBECONFIG="$(CLUSTER_STATE)/kubeconfig" PATH="$(KUBE_BIN):$(TOOLS_BIN):$$PATH" IMAGE=$(IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE) \
+	  go test -tags integration,cluster -count=1 -timeout 20m -run '^TestKube' -v ./tests/integration
 
 .PHONY: clean
 clean: ## remove build output and coverage files

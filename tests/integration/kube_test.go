@@ -1,0 +1,379 @@
+//go:build integration && cluster
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+)
+
+// These tests install charts/payments on a real cluster with real pods
+// (`make cluster-e2e` on the node of `make cluster-up`, or on kind) and talk
+// to it only through `kubectl port-forward` on 127.0.0.1. KUBECONFIG names
+// the cluster; IMAGE and REDIS_IMAGE must already be on its node
+// (`make cluster-load`); KUBECTL, HELM and GRPCURL name the tools.
+
+// kubeWait bounds every wait for the cluster to converge: image pulls are
+// local, but a 2-core machine runs the control plane, the node and the load.
+const kubeWait = 4 * time.Minute
+
+type kube struct {
+	t         *testing.T
+	namespace string
+	release   string
+}
+
+func tool(name string) string { return envOr(strings.ToUpper(name), name) }
+
+func (k *kube) run(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), kubeWait+time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tool(name), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(string(out), 40))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (k *kube) kubectl(args ...string) string {
+	k.t.Helper()
+	out, err := k.run("kubectl", append([]string{"--namespace", k.namespace}, args...)...)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+func (k *kube) helm(args ...string) string {
+	k.t.Helper()
+	out, err := k.run("helm", append([]string{"--namespace", k.namespace}, args...)...)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+// imageRef splits repo:tag.
+func imageRef(ref string) (repo, tag string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ref, "latest"
+	}
+	return ref[:i], ref[i+1:]
+}
+
+// install puts the chart into a fresh namespace with the bundled Redis on a
+// real PersistentVolumeClaim, and waits for every pod to be Ready.
+func installChart(t *testing.T, extra ...string) *kube {
+	t.Helper()
+	k := &kube{t: t, namespace: uniqueName("payments-e2e"), release: "payments"}
+	repo, tag := imageRef(envOr("IMAGE", "payments-svc:dev"))
+	redisRepo, redisTag := imageRef(envOr("REDIS_IMAGE", "payments-local/redis:bookworm"))
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := k.run("kubectl", "--namespace", k.namespace, "get", "all,pvc,events", "-o", "wide")
+			t.Logf("namespace %s:\n%s", k.namespace, tail(out, 60))
+		}
+		_, _ = k.run("helm", "--namespace", k.namespace, "uninstall", k.release, "--wait", "--timeout", "2m")
+		_, _ = k.run("kubectl", "delete", "namespace", k.namespace, "--wait=true", "--timeout=2m")
+	})
+	args := []string{"install", k.release, filepath.Join(repoRoot(t), "charts", "payments"), "--create-namespace",
+		"-f", filepath.Join(repoRoot(t), "k8s", "values-kind.yaml"),
+		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag, "--set", "image.pullPolicy=IfNotPresent",
+		"--set", "redis.image.repository=" + redisRepo, "--set", "redis.image.tag=" + redisTag,
+		"--set", "redis.persistence.enabled=true",
+		"--wait", "--timeout", kubeWait.String()}
+	k.helm(append(args, extra...)...)
+	return k
+}
+
+// portForward runs kubectl port-forward to target with local ports chosen by
+// kubectl on 127.0.0.1, and returns the local address of each remote port.
+func (k *kube) portForward(target string, ports ...string) map[string]string {
+	k.t.Helper()
+	args := []string{"--namespace", k.namespace, "port-forward", "--address", "127.0.0.1", target}
+	for _, p := range ports {
+		args = append(args, ":"+p)
+	}
+	cmd := exec.Command(tool("kubectl"), args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	k.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// "Forwarding from 127.0.0.1:41234 -> 50051"
+	re := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) -> (\d+)`)
+	found := map[string]string{}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(time.Minute)
+	for len(found) < len(ports) {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				k.t.Fatalf("kubectl port-forward %s ended: %s", target, stderr.String())
+			}
+			if m := re.FindStringSubmatch(line); m != nil {
+				found[m[2]] = m[1]
+			}
+		case <-deadline:
+			k.t.Fatalf("kubectl port-forward %s: no forwarding within a minute: %s", target, stderr.String())
+		}
+	}
+	go func() { //nolint:revive // drain the rest so kubectl never blocks on a full pipe
+		for range lines {
+		}
+	}()
+	return found
+}
+
+// grpcurl runs the pinned grpcurl with flags against method at addr and
+// returns its output.
+func grpcurl(t *testing.T, addr, method string, flags ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append(append([]string{"-plaintext", "-max-time", "10"}, flags...), addr, method)
+	out, err := exec.CommandContext(ctx, tool("grpcurl"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("grpcurl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestKubeChartOnRealPods installs the chart on real pods and uses it the way
+// the README tells an operator to: Ready through the native gRPC probes, a
+// bound PVC for Redis, grpcurl through kubectl port-forward creating,
+// replaying and reading a payment, a signed webhook settling it, helm test.
+func TestKubeChartOnRealPods(t *testing.T) {
+	k := installChart(t)
+
+	probes := k.kubectl("get", "deployment", k.release, "-o",
+		`jsonpath={.spec.template.spec.containers[0].readinessProbe.grpc.port} {.spec.template.spec.containers[0].livenessProbe.grpc.service}`)
+	if probes != "50051 liveness" {
+		t.Errorf("readiness gRPC port and liveness service = %q, want %q", probes, "50051 liveness")
+	}
+	ready := k.kubectl("get", "pods", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+	for _, pod := range strings.Fields(ready) {
+		if !strings.HasSuffix(pod, "=True") {
+			t.Errorf("pod %s, want every pod Ready", pod)
+		}
+	}
+	if got := k.kubectl("get", "pvc", "-o", "jsonpath={range .items[*]}{.status.phase} {end}"); strings.TrimSpace(got) != "Bound" {
+		t.Errorf("PVC phases = %q, want one Bound claim for Redis", got)
+	}
+
+	fwd := k.portForward("service/"+k.release, "50051", "8080")
+	grpcAddr, httpAddr := fwd["50051"], fwd["8080"]
+	key := uniqueName("kube")
+	req := fmt.Sprintf(`{"amount_minor":1250,"currency":"EUR","order_id":"order-%s","idempotency_key":"%s"}`, key, key)
+	first := grpcurl(t, grpcAddr, "payments.v1.PaymentService/RequestPayment", "-d", req)
+	replay := grpcurl(t, grpcAddr, "payments.v1.PaymentService/RequestPayment", "-v", "-d", req)
+	var created struct{ PaymentID string }
+	if err := json.Unmarshal([]byte(first), &created); err != nil || created.PaymentID == "" {
+		t.Fatalf("RequestPayment through port-forward = %q (%v), want a payment", first, err)
+	}
+	if !strings.Contains(replay, "idempotent-replayed: true") || !strings.Contains(replay, created.PaymentID) {
+		t.Errorf("replay through port-forward lacks idempotent-replayed: true or payment %s:\n%s", created.PaymentID, replay)
+	}
+	get := fmt.Sprintf(`{"payment_id":%q}`, created.PaymentID)
+	got := grpcurl(t, grpcAddr, "payments.v1.PaymentService/GetPayment", "-d", get)
+	if !strings.Contains(got, "PAYMENT_STATUS_PENDING") {
+		t.Errorf("GetPayment(%s) = %s, want it pending before the webhook", created.PaymentID, got)
+	}
+
+	if code, outcome := postEvent(t, httpAddr, uniqueName("evt"), succeededEvent(created.PaymentID)); code != http.StatusOK || outcome != "applied" {
+		t.Errorf("signed webhook = %d %q, want 200 applied", code, outcome)
+	}
+	got = grpcurl(t, grpcAddr, "payments.v1.PaymentService/GetPayment", "-d", get)
+	if !strings.Contains(got, "PAYMENT_STATUS_SUCCEEDED") {
+		t.Errorf("GetPayment(%s) after the webhook = %s, want SUCCEEDED", created.PaymentID, got)
+	}
+
+	k.helm("test", k.release, "--timeout", "3m")
+}
+
+// retryable are the codes a client retries with the same idempotency key.
+var retryable = map[codes.Code]bool{codes.Unavailable: true, codes.DeadlineExceeded: true, codes.Canceled: true}
+
+// checkRetryableOnly fails for any call that failed with a code a client
+// must not retry, and says how many failed retryably.
+func checkRetryableOnly(t *testing.T, what string, attempts []attempt) {
+	t.Helper()
+	var failed int
+	for _, a := range attempts {
+		if code := status.Code(a.err); code != codes.OK {
+			failed++
+			if !retryable[code] {
+				t.Errorf("call %s during %s: %v, want OK or a retryable code", a.key, what, a.err)
+			}
+		}
+	}
+	t.Logf("%s: %d calls, %d failed retryably", what, len(attempts), failed)
+}
+
+// pods lists the pods with the given component label as name=ready:restarts.
+func (k *kube) pods(component string) map[string]string {
+	k.t.Helper()
+	out := k.kubectl("get", "pods", "-l", "app.kubernetes.io/component="+component, "-o",
+		`jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}:{.status.containerStatuses[0].restartCount} {end}`)
+	pods := map[string]string{}
+	for _, f := range strings.Fields(out) {
+		name, state, _ := strings.Cut(f, "=")
+		pods[name] = state
+	}
+	return pods
+}
+
+// TestKubeDisruptionsUnderLoad keeps a steady load running through the
+// payments Service (its ClusterIP, routed by the node's kube-proxy) while the
+// cluster does what clusters do: a config change rolls the Deployment, a
+// payments pod is deleted, and the Redis pod is deleted. Every call succeeds
+// or fails retryably, retries leave exactly one payment per key, and no
+// acknowledged payment is lost when Redis comes back from its volume.
+func TestKubeDisruptionsUnderLoad(t *testing.T) {
+	k := installChart(t, "--set", "replicaCount=2")
+	svc := k.kubectl("get", "service", k.release, "-o", "jsonpath={.spec.clusterIP}")
+	// Redis's Service is headless, so the checks dial the pod itself, asking
+	// for its address each time: it changes when the pod is replaced.
+	redisClient := func(t *testing.T) redis.UniversalClient {
+		ip := k.kubectl("get", "pod", k.release+"-redis-0", "-o", "jsonpath={.status.podIP}")
+		c := redis.NewClient(&redis.Options{Addr: ip + ":6379", Password: "dev-only-redis-password"})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// One connection per client: kube-proxy balances connections, not calls,
+	// so four of them spread the load over both pods.
+	clients := make([]paymentsv1.PaymentServiceClient, 4)
+	for i := range clients {
+		clients[i] = paymentsv1.NewPaymentServiceClient(grpcClient(t, svc+":50051"))
+	}
+	client := func(i int) paymentsv1.PaymentServiceClient { return clients[i%len(clients)] }
+	total := 0
+
+	// underLoad runs disrupt while workers call through the Service, then
+	// checks the calls made during and after it.
+	underLoad := func(t *testing.T, name string, disrupt func()) {
+		l := startLoad(len(clients), 10, uniqueName(name), clients, 5*time.Second)
+		l.waitOKs(t, 30)
+		disrupt()
+		l.disrupted()
+		attempts := l.wait()
+		checkRetryableOnly(t, name, attempts)
+		retryAll(t, attempts, client, 10*time.Second)
+		total += len(attempts)
+		rdb := redisClient(t)
+		checkPaymentCount(t, rdb, total)
+		checkNoPartialRecords(t, rdb)
+	}
+	waitServersReady := func(t *testing.T) {
+		k.kubectl("rollout", "status", "deployment/"+k.release, "--timeout", kubeWait.String())
+		k.kubectl("wait", "--for=condition=Ready", "pod", "-l", "app.kubernetes.io/component=server", "--timeout", kubeWait.String())
+	}
+
+	t.Run("rolling upgrade", func(t *testing.T) {
+		before := k.pods("server")
+		underLoad(t, "rollout", func() {
+			k.helm("upgrade", k.release, filepath.Join(repoRoot(t), "charts", "payments"), "--reuse-values",
+				"--set", "config.logLevel=info", "--wait", "--timeout", kubeWait.String())
+			waitServersReady(t)
+		})
+		after := k.pods("server")
+		for name := range before {
+			if _, ok := after[name]; ok {
+				t.Errorf("pod %s survived the config change, want every pod replaced", name)
+			}
+		}
+	})
+
+	t.Run("pod loss", func(t *testing.T) {
+		var victim string
+		for name := range k.pods("server") {
+			victim = name
+			break
+		}
+		underLoad(t, "podloss", func() {
+			k.kubectl("delete", "pod", victim, "--wait=true", "--timeout", kubeWait.String())
+			waitServersReady(t)
+		})
+	})
+
+	t.Run("redis loss", func(t *testing.T) {
+		// Acknowledged before the loss: all of these must come back.
+		acked := make(map[string]*paymentsv1.RequestPaymentResponse)
+		for i := range 20 {
+			key := uniqueName(fmt.Sprintf("redisloss-%02d", i))
+			resp, _, err := call(client(i), key, 10*time.Second)
+			if err != nil {
+				t.Fatalf("create %s before the Redis loss: %v", key, err)
+			}
+			acked[key] = resp
+		}
+		total += len(acked)
+		servers := k.pods("server")
+		var pod string
+		for name := range servers {
+			pod = name
+			break
+		}
+		// Readiness as the service reports it, on a pod that must not restart.
+		fwd := k.portForward("pod/"+pod, "50051")
+		health := healthpb.NewHealthClient(grpcClient(t, fwd["50051"]))
+
+		k.kubectl("delete", "pod", k.release+"-redis-0", "--wait=false")
+		waitHealth(t, health, "payments.v1.PaymentService", healthpb.HealthCheckResponse_NOT_SERVING, kubeWait)
+		k.kubectl("wait", "--for=condition=Ready", "pod", "-l", "app.kubernetes.io/component=redis", "--timeout", kubeWait.String())
+		waitHealth(t, health, "payments.v1.PaymentService", healthpb.HealthCheckResponse_SERVING, kubeWait)
+		k.kubectl("wait", "--for=condition=Ready", "pod", "-l", "app.kubernetes.io/component=server", "--timeout", kubeWait.String())
+
+		for name, state := range k.pods("server") {
+			if servers[name] == "" || !strings.HasSuffix(state, ":0") {
+				t.Errorf("payments pod %s is %q after the Redis loss, want the same pods, Ready, restartCount 0 (before: %v)", name, state, servers)
+			}
+		}
+		for key, original := range acked {
+			again, replayed, err := call(client(0), key, 10*time.Second)
+			if err != nil || !replayed {
+				t.Errorf("replay %s after the Redis loss: replayed=%v err=%v, want the acknowledged payment", key, replayed, err)
+				continue
+			}
+			if diff := cmp.Diff(original, again, protocmp.Transform()); diff != "" {
+				t.Errorf("payment %s after the Redis loss (-acknowledged +now):\n%s", key, diff)
+			}
+		}
+		checkPaymentCount(t, redisClient(t), total)
+	})
+}
