@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/payments-svc/payments-svc/test/kube/internal/kubetest"
 
 	"github.com/payments-svc/payments-svc/test/kube/cluster"
 )
@@ -160,27 +161,6 @@ func newNamespace(t *testing.T, name string) string {
 	return name
 }
 
-// eventually polls check every 250ms until it returns nil, and fails the
-// test with the last error once timeout has passed.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %v: %v", what, timeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, errors.Join(err, t.Context().Err()))
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
 const webManifest = `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -245,7 +225,7 @@ func TestPodsServicesDNS(t *testing.T) {
 
 	t.Run("dns", func(t *testing.T) {
 		// The short name goes through the pod's search path to CoreDNS.
-		eventually(t, time.Minute, "web resolves to its Service IP", func() error {
+		kubetest.Eventually(t, time.Minute, "web resolves to its Service IP", func() error {
 			out, err := kubectlErr(t.Context(), "", "-n", ns, "exec", "client", "--", "/probe", "lookup", "web")
 			if err != nil {
 				return err
@@ -262,7 +242,7 @@ func TestPodsServicesDNS(t *testing.T) {
 	})
 
 	t.Run("service", func(t *testing.T) {
-		eventually(t, time.Minute, "client reaches web through the Service", func() error {
+		kubetest.Eventually(t, time.Minute, "client reaches web through the Service", func() error {
 			out, err := kubectlErr(t.Context(), "", "-n", ns, "exec", "client", "--", "/probe", "get", "http://web."+ns+".svc.cluster.local/")
 			if err != nil {
 				return err

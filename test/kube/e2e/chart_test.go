@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payments-svc/payments-svc/test/kube/internal/kubetest"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -244,7 +246,7 @@ func TestChartLifecycle(t *testing.T) {
 		}
 		// Hooks are not part of the release: uninstall would never delete a
 		// test Job that its delete policy kept.
-		eventually(t, time.Minute, "passed test Job deleted", func() error {
+		kubetest.Eventually(t, time.Minute, "passed test Job deleted", func() error {
 			if left := kubectl(t, "get", "jobs,pods", "-n", ns, "-l", "app.kubernetes.io/instance="+release+",app.kubernetes.io/component=test", "-o", "name"); left != "" {
 				return fmt.Errorf("still there: %s", left)
 			}
@@ -287,7 +289,7 @@ func TestChartLifecycle(t *testing.T) {
 		helm(t, "uninstall", release, "-n", ns, "--wait", "--timeout", "2m")
 		kinds := "deployments,replicasets,statefulsets,pods,services,endpointslices,configmaps,secrets," +
 			"serviceaccounts,poddisruptionbudgets,horizontalpodautoscalers,networkpolicies,jobs,persistentvolumeclaims"
-		eventually(t, 2*time.Minute, "release objects gone", func() error {
+		kubetest.Eventually(t, 2*time.Minute, "release objects gone", func() error {
 			left := strings.Fields(kubectl(t, "get", kinds, "-n", ns, "-l", "app.kubernetes.io/instance="+release, "-o", "name"))
 			// Pods and ReplicaSets are garbage-collected through owner references,
 			// whatever labels they carry; helm's release records are Secrets.

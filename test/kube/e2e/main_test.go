@@ -181,24 +181,3 @@ func newNamespace(t *testing.T, name string) string {
 	})
 	return name
 }
-
-// eventually polls check every 200ms until it returns nil, and fails the test
-// with check's last error once timeout has passed.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %v: %v", what, timeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, errors.Join(err, t.Context().Err()))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}

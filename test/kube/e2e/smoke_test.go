@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payments-svc/payments-svc/test/kube/internal/kubetest"
+
 	"github.com/payments-svc/payments-svc/test/kube/controlplane"
 )
 
@@ -61,7 +63,7 @@ func TestSmokeWorkload(t *testing.T) {
 // are Running on the kwok node.
 func assertPodsRunningOnNode(t *testing.T, ns, selector string, want int) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "pods "+selector+" Running on "+controlplane.NodeName, func() error {
+	kubetest.Eventually(t, 2*time.Minute, "pods "+selector+" Running on "+controlplane.NodeName, func() error {
 		var list struct {
 			Items []struct {
 				Metadata struct {
@@ -104,7 +106,7 @@ func assertEndpoints(t *testing.T, ns, service string, want int) {
 	if err := json.Unmarshal([]byte(kubectl(t, "get", "service", "-n", ns, service, "-o", "json")), &svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "service "+service+" endpoints", func() error {
+	kubetest.Eventually(t, 2*time.Minute, "service "+service+" endpoints", func() error {
 		var list struct {
 			Items []struct {
 				Ports     []struct{ Name *string }
@@ -144,7 +146,7 @@ func assertEndpoints(t *testing.T, ns, service string, want int) {
 // budget's status over the expected pods.
 func assertPDBComputed(t *testing.T, ns, name string, wantPods int) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "PodDisruptionBudget "+name+" status", func() error {
+	kubetest.Eventually(t, 2*time.Minute, "PodDisruptionBudget "+name+" status", func() error {
 		var pdb struct {
 			Metadata struct{ Generation int64 }
 			Status   struct {
