@@ -15,7 +15,7 @@ HELM          := go run helm.sh/helm/v3/cmd/helm@v3.22.0
 KIND          := go run sigs.k8s.io/kind@v0.30.0
 # kube-linter is not served by the module proxy this machine reaches; CI runs it (see .github/workflows/ci.yml).
 KUBE_LINTER   := go run golang.stackrox.io/kube-linter/cmd/kube-linter@v0.8.3
-SKAFFOLD      ?= skaffold
+SKAFFOLD      ?= $(CURDIR)/.cache/tools/bin/skaffold
 
 CHART         := charts/payments
 KUBE_VERSION  := 1.34.0
@@ -245,11 +245,31 @@ deploy: ## helm upgrade --install the chart on the current kube context with k8s
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace \
 	  -f k8s/values-kind.yaml --wait --timeout 5m
 
+.PHONY: skaffold
+skaffold: ## build skaffold v2.16.1 (the newest the module proxy serves) into .cache/tools/bin
+	test/tools/build.sh skaffold
+
 .PHONY: dev
-dev: ## skaffold dev loop on the kind cluster: rebuild, redeploy and port-forward 50051/8080 on every change
+dev: skaffold ## skaffold dev loop on the kind cluster: rebuild, redeploy and port-forward 50051/8080 on every change
 	$(SKAFFOLD) dev --profile kind --port-forward
 
-KUBE_BIN := $(CURDIR)/.cache/kube/bin
+.PHONY: dev-local
+dev-local: skaffold ## skaffold dev loop on the make cluster-up cluster: build on the local bases, load into the node, redeploy, port-forward
+	KUBECONFIG="$(CLUSTER_STATE)/kubeconfig" PATH="$(KUBE_BIN):$$PATH" $(SKAFFOLD) dev --profile local-cluster --port-forward --cache-artifacts=false --trigger=polling
+
+# skaffold's custom builder for the local-cluster profile: it sets IMAGE to the
+# tag it wants, then deploys an unpushed local build as <repo>:<image id>, so
+# the node gets both names. The supervisor is run as built, never rebuilt
+# under a live cluster.
+.PHONY: skaffold-build-local
+skaffold-build-local:
+	$(MAKE) --no-print-directory image-local IMAGE="$$IMAGE" VERSION=skaffold
+	@id=$$(docker image inspect -f '{{.Id}}' "$$IMAGE"); by_id="$${IMAGE%:*}:$${id#sha256:}"; \
+	  docker tag "$$IMAGE" "$$by_id"; \
+	  "$(KUBE_CLUSTER)" load -state "$(CLUSTER_STATE)" "$$IMAGE"; \
+	  "$(KUBE_CLUSTER)" load -state "$(CLUSTER_STATE)" "$$by_id"
+
+KUBE_BIN ?= $(CURDIR)/.cache/kube/bin
 
 .PHONY: kube-tools
 kube-tools: ## build the pinned control plane, kwok and helm into .cache/kube/bin (cold ~10 min, then skipped)
@@ -299,8 +319,14 @@ cluster-e2e: cluster-up ## the chart on real pods of the cluster-up cluster, wit
 	$(MAKE) --no-print-directory cluster-load IMAGE=$(IMAGE)
 	$(MAKE) --no-print-directory cluster-load IMAGE=$(LOCAL_REDIS_IMAGE)
 	test/tools/build.sh grpcurl
-	KUBECONFIG="$(CLUSTER_STATE)/kubeconfig" PATH="$(KUBE_BIN):$(TOOLS_BIN):$$PATH" IMAGE=$(IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE) \
-	  go test -tags integration,cluster -count=1 -timeout 20m -run '^TestKube' -v ./tests/integration
+	KUBECONFIG="$(CLUSTER_STATE)/kubeconfig" PATH="$(KUBE_BIN):$(TOOLS_BIN):$$PATH" \
+	  $(MAKE) --no-print-directory test-kube IMAGE=$(IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE)
+
+KUBE_TESTS ?= ^TestKube
+
+.PHONY: test-kube
+test-kube: ## the chart tests of tests/integration (KUBE_TESTS) on the cluster of KUBECONFIG; IMAGE and REDIS_IMAGE must be on its node(s)
+	IMAGE=$(IMAGE) REDIS_IMAGE=$(REDIS_IMAGE) go test -tags integration,cluster -count=1 -timeout 20m -run '$(KUBE_TESTS)' -v ./tests/integration
 
 .PHONY: clean
 clean: ## remove build output and coverage files

@@ -7,20 +7,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/testing/protocmp"
 
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -31,20 +27,6 @@ import (
 // tag they create, by its id or their own unique name.
 
 const containerRedisPassword = "container-test-only"
-
-// dockerCmd runs the docker CLI (or another command) and returns its trimmed
-// output; the error carries the output too.
-func dockerCmd(env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(string(out), 30))
-	}
-	return strings.TrimSpace(string(out)), nil
-}
 
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
@@ -109,38 +91,6 @@ func (c *container) waitHealthy() {
 	})
 	if err != nil {
 		c.t.Fatalf("container %.12s: %v, want running healthy", c.id, err)
-	}
-}
-
-// createReplayGet creates a payment for key, replays it and reads it back,
-// checking the replay header and that all three agree. It returns the payment.
-func createReplayGet(t *testing.T, c paymentsv1.PaymentServiceClient, key string) *paymentsv1.RequestPaymentResponse {
-	t.Helper()
-	created, replayed, err := call(c, key, 10*time.Second)
-	if err != nil || replayed {
-		t.Fatalf("create %s: replayed=%v err=%v, want a new payment", key, replayed, err)
-	}
-	checkReplay(t, c, key, created)
-	return created
-}
-
-// checkReplay asserts that a retry of key replays the original and that
-// GetPayment returns it.
-func checkReplay(t *testing.T, c paymentsv1.PaymentServiceClient, key string, original *paymentsv1.RequestPaymentResponse) {
-	t.Helper()
-	again, replayed, err := call(c, key, 10*time.Second)
-	if err != nil || !replayed {
-		t.Fatalf("replay %s: replayed=%v err=%v, want idempotent-replayed: true", key, replayed, err)
-	}
-	if diff := cmp.Diff(original, again, protocmp.Transform()); diff != "" {
-		t.Errorf("replay of %s differs from the original (-original +replay):\n%s", key, diff)
-	}
-	got, err := getPayment(c, original.GetPaymentId())
-	if err != nil {
-		t.Fatalf("GetPayment(%s): %v", original.GetPaymentId(), err)
-	}
-	if diff := cmp.Diff(wantGet(original), got, protocmp.Transform()); diff != "" {
-		t.Errorf("GetPayment(%s) (-want +got):\n%s", original.GetPaymentId(), diff)
 	}
 }
 

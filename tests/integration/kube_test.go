@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -376,4 +377,168 @@ func TestKubeDisruptionsUnderLoad(t *testing.T) {
 		}
 		checkPaymentCount(t, redisClient(t), total)
 	})
+}
+
+// copyRepo copies the files git knows of (tracked, or untracked and not
+// ignored) into a fresh directory, so a test can edit sources freely.
+func copyRepo(t *testing.T) string {
+	t.Helper()
+	root := repoRoot(t)
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	dst := t.TempDir()
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		src := filepath.Join(root, f)
+		info, err := os.Stat(src)
+		if err != nil || info.IsDir() {
+			continue // deleted in the work tree, or a submodule
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, f), b, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// TestKubeSkaffold drives skaffold as a developer would, in a copy of the
+// repository: `skaffold build` on the local engine, `skaffold run` onto the
+// cluster, then `skaffold dev`, where a source edit is rebuilt, loaded and
+// rolled out, and the new pods serve.
+func TestKubeSkaffold(t *testing.T) {
+	dir := copyRepo(t)
+	root := repoRoot(t)
+	// make in the copy uses the running cluster and the tools of the checkout.
+	env := append(os.Environ(),
+		"KUBE_BIN="+filepath.Join(root, ".cache", "kube", "bin"),
+		"CLUSTER_STATE="+envOr("CLUSTER_STATE", filepath.Join(root, ".cache", "cluster")),
+		"SKAFFOLD_UPDATE_CHECK=false")
+	skaffold := func(ctx context.Context, args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, tool("skaffold"), args...)
+		cmd.Dir, cmd.Env = dir, env
+		return cmd
+	}
+	k := &kube{t: t, namespace: "payments", release: "payments"}
+	var tags []string
+	t.Cleanup(func() {
+		_, _ = k.run("helm", "--namespace", k.namespace, "uninstall", k.release, "--wait", "--timeout", "2m")
+		_, _ = k.run("kubectl", "delete", "namespace", k.namespace, "--wait=true", "--timeout=2m")
+		for _, tag := range tags {
+			_, _ = dockerCmd(nil, "docker", "image", "rm", tag)
+		}
+	})
+	deployedImage := func() string {
+		return k.kubectl("get", "deployment", k.release, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	built := filepath.Join(t.TempDir(), "build.json")
+	if out, err := skaffold(ctx, "build", "--profile", "local-bases", "--file-output", built).CombinedOutput(); err != nil {
+		t.Fatalf("skaffold build --profile local-bases: %v\n%s", err, tail(string(out), 30))
+	}
+	var artifacts struct{ Builds []struct{ Tag string } }
+	if b, err := os.ReadFile(built); err != nil || json.Unmarshal(b, &artifacts) != nil || len(artifacts.Builds) != 1 {
+		t.Fatalf("skaffold build output %s: %v, want one build", built, err)
+	}
+	tags = append(tags, artifacts.Builds[0].Tag)
+	if _, err := dockerCmd(nil, "docker", "image", "inspect", artifacts.Builds[0].Tag); err != nil {
+		t.Errorf("skaffold build: image %s is not in the local engine: %v", artifacts.Builds[0].Tag, err)
+	}
+
+	if out, err := skaffold(ctx, "run", "--profile", "local-cluster", "--status-check=true", "--cache-artifacts=false").CombinedOutput(); err != nil {
+		t.Fatalf("skaffold run --profile local-cluster: %v\n%s", err, tail(string(out), 40))
+	}
+	first := deployedImage()
+	tags = append(tags, first)
+	k.kubectl("rollout", "status", "deployment/"+k.release, "--timeout", kubeWait.String())
+
+	var devOut syncBuffer
+	// The test checks the rollout itself; skaffold's status check adds nothing.
+	dev := skaffold(ctx, "dev", "--profile", "local-cluster", "--port-forward=off", "--status-check=false", "--cache-artifacts=false", "--trigger=polling")
+	dev.Stdout, dev.Stderr = &devOut, &devOut
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	devDone := make(chan error, 1)
+	go func() { devDone <- dev.Wait() }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("skaffold dev output:\n%s", tail(devOut.String(), 60))
+		}
+	})
+	stopDev := func() {
+		_ = dev.Process.Signal(os.Interrupt)
+		select {
+		case <-devDone:
+		case <-time.After(2 * time.Minute):
+			_ = dev.Process.Kill()
+			<-devDone
+		}
+	}
+	defer stopDev()
+	// skaffold dev first deploys what it has; wait for that, then edit.
+	if err := poll(kubeWait, time.Second, func() error {
+		if !strings.Contains(devOut.String(), "Watching for changes") {
+			return fmt.Errorf("skaffold dev not watching yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("skaffold dev: %v\n%s", err, tail(devOut.String(), 40))
+	}
+
+	edited := filepath.Join(dir, "internal", "app", "app.go")
+	src, err := os.ReadFile(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An edit that changes the binary: a comment would leave the image ID,
+	// and so what skaffold deploys, unchanged.
+	const marker = "grpc server listening (edited by TestKubeSkaffold)"
+	if !strings.Contains(string(src), `"grpc server listening"`) {
+		t.Fatalf("%s no longer logs %q; pick another edit", edited, "grpc server listening")
+	}
+	if err := os.WriteFile(edited, []byte(strings.Replace(string(src), `"grpc server listening"`, `"`+marker+`"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var second string
+	if err := poll(kubeWait, time.Second, func() error {
+		if second = deployedImage(); second == first {
+			return fmt.Errorf("deployment still runs %s", first)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after a source edit: %v\n%s", err, tail(devOut.String(), 40))
+	}
+	tags = append(tags, second)
+	k.kubectl("rollout", "status", "deployment/"+k.release, "--timeout", kubeWait.String())
+	// Old pods linger through their preStop sleep and drain; wait them out.
+	if err := poll(kubeWait, time.Second, func() error {
+		images := k.kubectl("get", "pods", "-l", "app.kubernetes.io/component=server", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}")
+		for _, img := range strings.Fields(images) {
+			if img != second {
+				return fmt.Errorf("a pod still runs %s, want only %s", img, second)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	// The new pods run the edited code.
+	if logs := k.kubectl("logs", "deployment/"+k.release); !strings.Contains(logs, marker) {
+		t.Errorf("the rolled-out pod's log lacks %q:\n%s", marker, tail(logs, 10))
+	}
+	fwd := k.portForward("deployment/"+k.release, "50051")
+	c := paymentsv1.NewPaymentServiceClient(grpcClient(t, fwd["50051"]))
+	createReplayGet(t, c, uniqueName("skaffold"))
+
+	stopDev()
 }
