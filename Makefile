@@ -320,7 +320,10 @@ cluster-e2e: cluster-up ## the chart on real pods of the cluster-up cluster, wit
 	$(MAKE) --no-print-directory cluster-load IMAGE=$(LOCAL_REDIS_IMAGE)
 	test/tools/build.sh grpcurl
 	KUBECONFIG="$(CLUSTER_STATE)/kubeconfig" PATH="$(KUBE_BIN):$(TOOLS_BIN):$$PATH" \
-	  $(MAKE) --no-print-directory test-kube IMAGE=$(IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE)
+	  $(MAKE) --no-print-directory test-kube IMAGE=$(IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE) KUBE_TESTS='$(CLUSTER_E2E_TESTS)'
+
+# TestKubeDevLoop is left out until it is reliable (README, What's next).
+CLUSTER_E2E_TESTS ?= ^TestKube(ChartOnRealPods|DisruptionsUnderLoad|Skaffold)
 
 KUBE_TESTS ?= ^TestKube
 
