@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -504,14 +505,19 @@ func TestKubeDevLoop(t *testing.T) {
 			t.Logf("skaffold dev output:\n%s", tail(devOut.String(), 60))
 		}
 	})
+	var stopOnce sync.Once
 	stopDev := func() {
-		_ = dev.Process.Signal(os.Interrupt)
-		select {
-		case <-devDone:
-		case <-time.After(2 * time.Minute):
-			_ = dev.Process.Kill()
-			<-devDone
-		}
+		stopOnce.Do(func() {
+			_ = dev.Process.Signal(os.Interrupt)
+			var err error
+			select {
+			case err = <-devDone:
+			case <-time.After(2 * time.Minute):
+				_ = dev.Process.Kill()
+				err = <-devDone
+			}
+			t.Logf("skaffold dev stopped: %v", err)
+		})
 	}
 	defer stopDev()
 	// skaffold dev first deploys what it has; wait for that, then edit.

@@ -17,10 +17,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/testing/protocmp"
+
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
 // Helpers shared by the suites that run what was built elsewhere: the
