@@ -424,8 +424,20 @@ func newSkaffoldSession(t *testing.T) *skaffoldSession {
 	t.Helper()
 	dir := copyRepo(t)
 	root := repoRoot(t)
-	// make in the copy uses the running cluster and the tools of the checkout.
-	env := append(os.Environ(),
+	// make in the copy uses the running cluster and the tools of the checkout,
+	// and none of the outer make's variables: under make cluster-e2e,
+	// MAKEFLAGS carries IMAGE=…, which would override the tag skaffold asks
+	// its custom build for.
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "IMAGE":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
 		"KUBE_BIN="+filepath.Join(root, ".cache", "kube", "bin"),
 		"CLUSTER_STATE="+envOr("CLUSTER_STATE", filepath.Join(root, ".cache", "cluster")),
 		"SKAFFOLD_UPDATE_CHECK=false")
