@@ -41,12 +41,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	binDir = os.Getenv("KUBE_BIN")
-	if binDir == "" {
-		binDir = filepath.Join("..", "..", "..", ".cache", "kube", "bin")
-	}
 	var err error
-	if binDir, err = filepath.Abs(binDir); err != nil {
+	if binDir, err = kubetest.BinDir(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

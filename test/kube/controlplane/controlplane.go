@@ -339,34 +339,41 @@ func (cp *ControlPlane) startKwok(ctx context.Context, port int) error {
 	}
 	// Ready, and the node lifecycle controller has lifted its not-ready taint.
 	if err := p.WaitFor(ctx, cp.opts.Timeout, "managing a Ready, schedulable node", func(ctx context.Context) error {
-		var n struct {
-			Spec struct {
-				Taints []struct{ Key, Effect string }
-			}
-			Status struct {
-				Conditions []struct{ Type, Status string }
-			}
-		}
-		if err := cp.do(ctx, http.MethodGet, "/api/v1/nodes/"+NodeName, nil, &n); err != nil {
-			return err
-		}
-		ready := false
-		for _, c := range n.Status.Conditions {
-			ready = ready || c.Type == "Ready" && c.Status == "True"
-		}
-		if !ready {
-			return fmt.Errorf("node %s not Ready: %+v", NodeName, n.Status.Conditions)
-		}
-		for _, t := range n.Spec.Taints {
-			if t.Effect == "NoSchedule" || t.Effect == "NoExecute" {
-				return fmt.Errorf("node %s still tainted: %+v", NodeName, n.Spec.Taints)
-			}
-		}
-		return nil
+		return cp.NodeSchedulable(ctx, NodeName)
 	}); err != nil {
 		return err
 	}
 	return p.WaitFor(ctx, cp.opts.Timeout, "seeing the default ServiceAccount", cp.defaultServiceAccount)
+}
+
+// NodeSchedulable reports nil once the named Node is Ready and carries no
+// NoSchedule or NoExecute taint (the node lifecycle controller lifts them),
+// whether kwok or a real kubelet runs it.
+func (cp *ControlPlane) NodeSchedulable(ctx context.Context, name string) error {
+	var n struct {
+		Spec struct {
+			Taints []struct{ Key, Effect string }
+		}
+		Status struct {
+			Conditions []struct{ Type, Status, Message string }
+		}
+	}
+	if err := cp.do(ctx, http.MethodGet, "/api/v1/nodes/"+name, nil, &n); err != nil {
+		return err
+	}
+	ready := false
+	for _, c := range n.Status.Conditions {
+		ready = ready || c.Type == "Ready" && c.Status == "True"
+	}
+	if !ready {
+		return fmt.Errorf("node %s not Ready: %+v", name, n.Status.Conditions)
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Effect == "NoSchedule" || t.Effect == "NoExecute" {
+			return fmt.Errorf("node %s still tainted: %+v", name, n.Spec.Taints)
+		}
+	}
+	return nil
 }
 
 // defaultServiceAccount checks the default ServiceAccount exists: without it

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/payments-svc/payments-svc/test/kube/controlplane"
+	"github.com/payments-svc/payments-svc/test/kube/internal/kubetest"
 )
 
 var (
@@ -39,12 +40,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (code int) {
-	binDir = os.Getenv("KUBE_BIN")
-	if binDir == "" {
-		binDir = filepath.Join("..", "..", "..", ".cache", "kube", "bin")
-	}
 	var err error
-	if binDir, err = filepath.Abs(binDir); err != nil {
+	if binDir, err = kubetest.BinDir(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

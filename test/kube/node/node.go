@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,30 +220,7 @@ func (n *Node) start(name, bin string, args ...string) (*proc.Process, error) {
 func (n *Node) waitNodeReady(ctx context.Context) error {
 	cp := n.opts.ControlPlane
 	return n.kubelet.WaitFor(ctx, n.opts.Timeout, "registering a Ready, schedulable node", func(ctx context.Context) error {
-		var node struct {
-			Spec struct {
-				Taints []struct{ Key, Effect string }
-			}
-			Status struct {
-				Conditions []struct{ Type, Status, Message string }
-			}
-		}
-		if err := cp.Do(ctx, http.MethodGet, "/api/v1/nodes/"+Name, nil, &node); err != nil {
-			return err
-		}
-		ready := false
-		for _, c := range node.Status.Conditions {
-			ready = ready || c.Type == "Ready" && c.Status == "True"
-		}
-		if !ready {
-			return fmt.Errorf("node %s not Ready: %+v", Name, node.Status.Conditions)
-		}
-		for _, t := range node.Spec.Taints {
-			if t.Effect == "NoSchedule" || t.Effect == "NoExecute" {
-				return fmt.Errorf("node %s still tainted: %+v", Name, node.Spec.Taints)
-			}
-		}
-		return nil
+		return cp.NodeSchedulable(ctx, Name)
 	})
 }
 

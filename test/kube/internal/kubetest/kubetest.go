@@ -4,6 +4,8 @@ package kubetest
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -27,4 +29,14 @@ func Eventually(t testing.TB, timeout time.Duration, what string, check func() e
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// BinDir is where build.sh put the binaries: $KUBE_BIN, or the repository's
+// .cache/kube/bin seen from a test package two levels below test/kube.
+func BinDir() (string, error) {
+	dir := os.Getenv("KUBE_BIN")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", ".cache", "kube", "bin")
+	}
+	return filepath.Abs(dir)
 }
