@@ -322,8 +322,7 @@ cluster-e2e: cluster-up ## the chart on real pods of the cluster-up cluster, wit
 	KUBECONFIG="$(CLUSTER_STATE)/kubeconfig" PATH="$(KUBE_BIN):$(TOOLS_BIN):$$PATH" \
 	  $(MAKE) --no-print-directory test-kube IMAGE=$(IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE) KUBE_TESTS='$(CLUSTER_E2E_TESTS)'
 
-# TestKubeDevLoop is left out until it is reliable (README, What's next).
-CLUSTER_E2E_TESTS ?= ^TestKube(ChartOnRealPods|DisruptionsUnderLoad|Skaffold)
+CLUSTER_E2E_TESTS ?= ^TestKube(ChartOnRealPods|DisruptionsUnderLoad|Skaffold|DevLoop)
 
 KUBE_TESTS ?= ^TestKube
 
