@@ -94,6 +94,18 @@ test-flakes: ## hunt flaky tests: two copies of the unit suite at once with -rac
 test-integration: ## real redis-server (single, AOF, Cluster) and real server replicas: exactly-once, restarts, outage, shutdown
 	go test -race -tags integration -count=1 -timeout 3m ./tests/...
 
+# The failover suite (tests/failover, root): real Sentinel, Cluster and
+# single-node Redis on their own loopback addresses, two server replicas,
+# faults under load, and the history checker. It prints the table that
+# ARCHITECTURE.md quotes. FAILOVER_RUNS repeats every fault and setting.
+FAILOVER_RUNS ?= 3
+FAILOVER_TESTS ?= ^TestFailover$$
+
+.PHONY: test-failover
+test-failover: ## Redis failovers under load, checked for lost and duplicated payments: Sentinel kill, partitions, SIGSTOP, Cluster kill, AOF restarts (root; FAILOVER_RUNS=$(FAILOVER_RUNS))
+	FAILOVER_RUNS=$(FAILOVER_RUNS) go test -tags failover -count=1 -timeout 90m -run '$(FAILOVER_TESTS)' -v ./tests/failover \
+	  | grep -v '^        {'
+
 BENCH_OUT := bin/bench
 
 .PHONY: bench

@@ -1,0 +1,439 @@
+//go:build failover
+
+package failover
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/payments-svc/payments-svc/internal/proctest"
+	"github.com/payments-svc/payments-svc/internal/storage"
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
+	"github.com/payments-svc/payments-svc/tests/failover/history"
+)
+
+var (
+	binPath string
+	pidSelf = os.Getpid()
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "the failover suite cuts partitions with iptables: run it as root (make test-failover)")
+		return 1
+	}
+	for _, tool := range []string{"redis-server", "redis-sentinel", "redis-cli", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "the failover suite needs %s (apt-get install redis-server redis-sentinel redis-tools iptables): %v\n", tool, err)
+			return 1
+		}
+	}
+	dir, err := os.MkdirTemp("", "payments-failover-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if binPath, err = proctest.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	printResults()
+	return code
+}
+
+// setting is the durability configuration of one run: the service's replica
+// acknowledgements and the matching Redis settings.
+type setting struct {
+	name  string
+	acks  int
+	redis redisSettings
+}
+
+var (
+	acksOff = setting{name: "acks=0"}
+	// An isolated master stops taking writes once no replica has acknowledged
+	// for min-replicas-max-lag seconds; WAIT covers the window before that.
+	acksOn = setting{name: "acks=1", acks: 1, redis: redisSettings{minReplicasToWrite: 1, minReplicasMaxLag: 2}}
+)
+
+// fault is one bad day: the topology it needs, what it does under load, and
+// which settings it is run with.
+type fault struct {
+	name     string
+	topology func(*testing.T, redisSettings) *topology
+	settings []setting
+	// fsync is the appendfsync setting for the restart faults.
+	fsync string
+	// inject breaks something under load l, repairs it, and returns once the
+	// deployment has converged again, with the time the new master was seen
+	// taking over (or the restarted one answering).
+	inject func(t *testing.T, top *topology, l *load) time.Time
+	// mustNotLose says loss is a failure even with acks=0.
+	mustNotLose bool
+}
+
+var faults = []fault{
+	{
+		name: "sentinel-kill-master", topology: startSentinel, settings: []setting{acksOff, acksOn},
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			old := top.data[0]
+			old.kill()
+			m := top.waitNewMaster(old)
+			at := time.Now()
+			must(t, l.waitAcked(300, time.Minute))
+			old.start() // back empty; the sentinels make it a replica
+			top.waitConverged(m)
+			return at
+		},
+	},
+	{
+		name: "sentinel-partition-master", topology: startSentinel, settings: []setting{acksOff, acksOn},
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			old := top.data[0]
+			p := cut(t, ips(old), append(ips(top.data[1:]...), ips(top.sentinels...)...))
+			m := top.waitNewMaster(old)
+			at := time.Now()
+			// The service still reaches the old master: hold the
+			// partition while calls go on.
+			must(t, l.waitCalls(500, time.Minute))
+			p.heal()
+			top.waitConverged(m)
+			return at
+		},
+	},
+	{
+		name: "sentinel-partition-master-and-service", topology: startSentinel, settings: []setting{acksOff, acksOn},
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			old := top.data[0]
+			p := cut(t, append(ips(old), "127.0.0.1"), append(ips(top.data[1:]...), ips(top.sentinels...)...))
+			m := top.waitNewMaster(old)
+			at := time.Now()
+			must(t, l.waitCalls(500, time.Minute))
+			p.heal()
+			top.waitConverged(m)
+			return at
+		},
+	},
+	{
+		name: "sentinel-sigstop-master", topology: startSentinel, settings: []setting{acksOff, acksOn},
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			old := top.data[0]
+			old.signal(syscall.SIGSTOP)
+			m := top.waitNewMaster(old)
+			at := time.Now()
+			must(t, l.waitCalls(300, time.Minute))
+			old.signal(syscall.SIGCONT)
+			top.waitConverged(m)
+			return at
+		},
+	},
+	{
+		name: "cluster-kill-master", topology: startCluster, settings: []setting{acksOff, acksOn},
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			victim := top.masters()[0]
+			heir := top.replicaOf(victim)
+			if heir == nil {
+				t.Fatalf("%s has no replica", victim.name)
+			}
+			victim.kill()
+			must(t, eventually(30*time.Second, func() error {
+				if r := heir.info("replication", "role"); r != "master" {
+					return fmt.Errorf("%s role %q", heir.name, r)
+				}
+				return nil
+			}))
+			top.waitClusterOK(victim)
+			at := time.Now()
+			must(t, l.waitCalls(300, time.Minute))
+			victim.start() // rejoins as the replica of its heir
+			must(t, eventually(30*time.Second, func() error { return victim.isReplicaOf(heir) }))
+			top.waitClusterOK(nil)
+			return at
+		},
+	},
+	{
+		name: "restart-aof-everysec", topology: startSingle, settings: []setting{acksOff}, fsync: "everysec",
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			top.data[0].kill()
+			top.data[0].start()
+			return time.Now()
+		},
+	},
+	{
+		name: "restart-aof-always", topology: startSingle, settings: []setting{acksOff}, fsync: "always", mustNotLose: true,
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			top.data[0].kill()
+			top.data[0].start()
+			return time.Now()
+		},
+	},
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// TestFailover runs every fault under every setting FAILOVER_RUNS times
+// (default 1) and checks the whole history of each run. Loss and duplicates
+// are failures where the setting promises them away (acks=1, or fsync
+// always); with acks=0 they are measured and reported.
+func TestFailover(t *testing.T) {
+	runs := envInt("FAILOVER_RUNS", 1)
+	workers := envInt("FAILOVER_WORKERS", 8)
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			for _, s := range f.settings {
+				t.Run(s.name, func(t *testing.T) {
+					for i := range runs {
+						t.Run("run"+strconv.Itoa(i+1), func(t *testing.T) { runFault(t, f, s, workers) })
+					}
+				})
+			}
+		})
+	}
+}
+
+func runFault(t *testing.T, f fault, s setting, workers int) {
+	began := time.Now()
+	phase := func(name string) { t.Logf("%6.1fs %s", time.Since(began).Seconds(), name) }
+	rs := s.redis
+	rs.appendfsync = f.fsync
+	top := f.topology(t, rs)
+	phase("redis up")
+	env := append([]string(nil), top.env...)
+	if s.acks > 0 {
+		env = append(env, "PAYMENTS_REDIS_MIN_REPLICA_ACKS="+strconv.Itoa(s.acks))
+	}
+	clients := []paymentsv1.PaymentServiceClient{startService(t, env), startService(t, env)}
+	l := startLoad(workers, fmt.Sprintf("%s-%d", f.name, time.Now().UnixNano()), clients)
+	must(t, l.waitAcked(500, time.Minute))
+	phase("fault")
+	promoted := f.inject(t, top, l)
+	phase("converged")
+	// Recovered means acknowledged calls again, through the new topology.
+	must(t, l.waitAcked(500, time.Minute))
+	ops := l.finish()
+	phase("load stopped")
+	final := readFinal(t, top, ops)
+	phase("read back")
+	rep := history.Check(ops, final)
+	late := lostAfter(ops, final, promoted)
+	t.Logf("%s %s: %s; %d of the lost acknowledgements came after the new master took over", f.name, s.name, rep, late)
+	record(f.name, s.name, rep, late)
+
+	// These hold whatever the setting: a script's writes replicate as one
+	// unit, and a replay is the stored record.
+	if rep.Dangling+rep.Orphans+rep.FieldMismatches+rep.ReplayMismatches > 0 {
+		t.Errorf("half-written or inconsistent records: %s", rep)
+	}
+	if s.acks > 0 || f.mustNotLose {
+		if rep.AckedLost+rep.LostKeys+rep.DuplicateKeys > 0 {
+			t.Errorf("got %d acknowledged payments lost, %d keys lost and %d keys duplicated with %s, want none", rep.AckedLost, rep.LostKeys, rep.DuplicateKeys, s.name)
+		}
+	}
+}
+
+// startService runs one payments-svc replica on 127.0.0.1.
+func startService(t *testing.T, env []string) paymentsv1.PaymentServiceClient {
+	t.Helper()
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PAYMENTS_") {
+			base = append(base, kv)
+		}
+	}
+	base = append(base,
+		"PAYMENTS_GRPC_ADDR=127.0.0.1:0",
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0",
+		"PAYMENTS_WEBHOOK_SECRETS=whsec_"+base64.StdEncoding.EncodeToString(secret),
+		"PAYMENTS_HEALTH_INTERVAL=100ms",
+		"PAYMENTS_LOG_LEVEL=info",
+	)
+	p := proctest.Start(t, binPath, append(base, env...))
+	addr := p.WaitLog("grpc server listening", 20*time.Second)["addr"].(string)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return paymentsv1.NewPaymentServiceClient(conn)
+}
+
+// result is one run's figures, for the table printed at the end.
+type result struct {
+	fault, setting string
+	rep            history.Report
+	lateLost       int
+}
+
+var (
+	resultsMu sync.Mutex
+	results   []result
+)
+
+func record(f, s string, rep history.Report, lateLost int) {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	results = append(results, result{fault: f, setting: s, rep: rep, lateLost: lateLost})
+}
+
+// lostAfter counts acknowledged payments that are gone although their call
+// ended after the new master took over: writes that went to a master the
+// deployment had already replaced.
+func lostAfter(ops []history.Op, final history.Final, at time.Time) int {
+	n := 0
+	for _, op := range ops {
+		if _, ok := final.Payments[op.PaymentID]; op.Code == codes.OK && !ok && op.End.After(at) {
+			n++
+		}
+	}
+	return n
+}
+
+// printResults writes the table ARCHITECTURE.md quotes: per fault and
+// setting, summed over the runs.
+func printResults() {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	if len(results) == 0 {
+		return
+	}
+	type row struct {
+		runs, calls, acked, failed, lost, late, lostKeys, dupKeys, extra int
+		worst                                                            time.Duration
+	}
+	rows := map[[2]string]*row{}
+	var order [][2]string
+	for _, r := range results {
+		k := [2]string{r.fault, r.setting}
+		if rows[k] == nil {
+			rows[k] = &row{}
+			order = append(order, k)
+		}
+		w := rows[k]
+		w.runs++
+		w.calls += r.rep.Calls
+		w.acked += r.rep.Acked
+		w.failed += r.rep.Calls - r.rep.Acked
+		w.lost += r.rep.AckedLost
+		w.late += r.lateLost
+		w.lostKeys += r.rep.LostKeys
+		w.dupKeys += r.rep.DuplicateKeys
+		w.extra += r.rep.ExtraPayments
+		w.worst = max(w.worst, r.rep.Unavailable.Duration())
+	}
+	fmt.Println("\n| fault | setting | runs | calls | acknowledged | failed (retried) | acknowledged then lost | of which after the takeover | keys with two payments | longest gap without an ack |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, k := range order {
+		w := rows[k]
+		fmt.Printf("| %s | %s | %d | %d | %d | %d | %d | %d | %d | %s |\n", k[0], k[1], w.runs, w.calls, w.acked, w.failed, w.lost, w.late, w.dupKeys, w.worst.Round(10*time.Millisecond))
+	}
+}
+
+// readFinal reads every payment and idempotency record back from the
+// masters, straight from Redis: the store's truth, not the service's answer.
+func readFinal(t *testing.T, top *topology, ops []history.Op) history.Final {
+	t.Helper()
+	var masters []*node
+	switch top.kind {
+	case "sentinel":
+		m, err := top.reportedMaster()
+		must(t, err)
+		masters = []*node{m}
+	case "cluster":
+		masters = top.masters()
+	default:
+		masters = top.data
+	}
+	keys := map[string]string{} // redis key of an idempotency record -> client key
+	for _, op := range ops {
+		keys[storageIdemKey(op.Key)] = op.Key
+	}
+	final := history.Final{Payments: map[string]history.Stored{}, Keys: map[string]string{}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, m := range masters {
+		c := m.client()
+		var cursor uint64
+		for {
+			batch, next, err := c.Scan(ctx, cursor, "pmt:*", 1000).Result()
+			must(t, err)
+			// One round trip per batch: runs leave tens of thousands of keys.
+			cmds := make([]*redis.MapStringStringCmd, len(batch))
+			_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, k := range batch {
+					cmds[i] = p.HGetAll(ctx, k)
+				}
+				return nil
+			})
+			must(t, err)
+			for i, k := range batch {
+				f := cmds[i].Val()
+				switch {
+				case strings.Contains(k, ":pay:"):
+					final.Payments[f["id"]] = storedPayment(t, f)
+				case strings.Contains(k, ":idem:"):
+					ck, ok := keys[k]
+					if !ok {
+						t.Errorf("idempotency record %s (%v) belongs to no key of this run", k, f)
+						continue
+					}
+					final.Keys[ck] = f["id"]
+				}
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		c.Close()
+	}
+	return final
+}
+
+func storageIdemKey(key string) string { return storage.IdempotencyKey(key) }
+
+// storedPayment decodes a payment hash as the storage package writes it.
+func storedPayment(t *testing.T, f map[string]string) history.Stored {
+	t.Helper()
+	amount, err1 := strconv.ParseInt(f["amt"], 10, 64)
+	st, err2 := strconv.Atoi(f["st"])
+	ts, err3 := strconv.ParseInt(f["ts"], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		t.Errorf("undecodable payment record %v", f)
+	}
+	return history.Stored{
+		PaymentID: f["id"], Key: f["ik"], AmountMinor: amount, Currency: f["cur"],
+		OrderID: f["ord"], Status: int32(st), CreatedAt: time.Unix(0, ts).UTC(),
+	}
+}
