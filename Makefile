@@ -103,8 +103,7 @@ FAILOVER_TESTS ?= ^TestFailover$$
 
 .PHONY: test-failover
 test-failover: ## Redis failovers under load, checked for lost and duplicated payments: Sentinel kill, partitions, SIGSTOP, Cluster kill, AOF restarts (root; FAILOVER_RUNS=$(FAILOVER_RUNS))
-	FAILOVER_RUNS=$(FAILOVER_RUNS) go test -tags failover -count=1 -timeout 90m -run '$(FAILOVER_TESTS)' -v ./tests/failover \
-	  | grep -v '^        {'
+	FAILOVER_RUNS=$(FAILOVER_RUNS) go test -tags failover -count=1 -timeout 90m -run '$(FAILOVER_TESTS)' -v ./tests/failover
 
 BENCH_OUT := bin/bench
 
