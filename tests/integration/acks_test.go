@@ -166,6 +166,127 @@ func TestReplicaAcks(t *testing.T) {
 	checkNoPartialRecords(t, rc)
 }
 
+// TestReplicaAcksCluster runs PAYMENTS_REDIS_MIN_REPLICA_ACKS=1 on a real
+// cluster of three masters with a replica each. Each create's WAIT must go to
+// the master that took its write (a keyless WAIT through the Cluster client
+// would go to any node): every acknowledged payment is on its master's
+// replica when answered, and with one replica frozen exactly the payments of
+// its master fail, while the other masters keep acknowledging.
+func TestReplicaAcksCluster(t *testing.T) {
+	const keys = 30
+	nodes := startClusterWithReplicas(t, 3, 1)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.addr()
+	}
+	// Replicas and their masters, in node order.
+	var replicas, masters []*redisServer
+	for _, n := range nodes {
+		info := replicationInfo(t, n.client(t))
+		port := regexp.MustCompile(`master_port:(\d+)`).FindStringSubmatch(info)
+		if !strings.Contains(info, "role:slave") || port == nil {
+			continue
+		}
+		for _, m := range nodes {
+			if strconv.Itoa(m.port) == port[1] {
+				replicas, masters = append(replicas, n), append(masters, m)
+			}
+		}
+	}
+	if len(replicas) != 3 {
+		t.Fatalf("%d replicas with a known master, want 3", len(replicas))
+	}
+	waitClusterAcks(t, addrs)
+
+	srv := startServer(t,
+		"PAYMENTS_REDIS_MODE=cluster",
+		"PAYMENTS_REDIS_ADDRS="+strings.Join(addrs, ","),
+		"PAYMENTS_REDIS_MIN_REPLICA_ACKS=1",
+		"PAYMENTS_REDIS_READ_TIMEOUT=2s",
+	)
+	srv.waitLog("redis reachable: serving")
+	c := srv.client()
+	created := createAll(t, c, "acks-cluster", keys)
+
+	// No polling: SCAN is keyless, so a cluster replica answers it.
+	total := 0
+	for i, replica := range replicas {
+		onMaster := scanKeys(t, masters[i].client(t), paymentPattern)
+		onReplica := map[string]bool{}
+		for _, k := range scanKeys(t, replica.client(t), paymentPattern) {
+			onReplica[k] = true
+		}
+		for _, k := range onMaster {
+			if !onReplica[k] {
+				t.Errorf("payment %s was acknowledged, but master %s's replica %s lacks it", k, masters[i].addr(), replica.addr())
+			}
+		}
+		total += len(onMaster)
+	}
+	if total != len(created) {
+		t.Errorf("payments on the masters = %d, want %d", total, len(created))
+	}
+	checkReplays(t, c, created)
+
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	frozen := masters[0]
+	onFrozen := func(key string) bool {
+		node, err := cc.MasterForKey(ctx, storage.IdempotencyKey(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.HasSuffix(node.Options().Addr, ":"+strconv.Itoa(frozen.port))
+	}
+	replicas[0].signal(syscall.SIGSTOP)
+	var failed []string
+	ok := 0
+	for i := range keys {
+		key := keyName("acks-cluster-frozen", i)
+		_, _, err := call(c, key, 5*time.Second)
+		switch want := onFrozen(key); {
+		case want && status.Code(err) != codes.Unavailable:
+			t.Errorf("create %s on master %s, whose replica is frozen: %v, want Unavailable", key, frozen.addr(), err)
+		case want:
+			failed = append(failed, key)
+		case err != nil:
+			t.Errorf("create %s on a master whose replica answers: %v, want success", key, err)
+		default:
+			ok++
+		}
+	}
+	if len(failed) == 0 || ok == 0 {
+		t.Fatalf("%d keys on the frozen master's slots, %d elsewhere; want some of each", len(failed), ok)
+	}
+	replicas[0].signal(syscall.SIGCONT)
+	for _, key := range failed {
+		if err := poll(readyTimeout, 50*time.Millisecond, func() error {
+			_, replayed, err := call(c, key, 5*time.Second)
+			if err == nil && !replayed {
+				t.Errorf("retry of %s after the replica resumed created a payment, want a replay", key)
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("retry of %s after the replica resumed: %v", key, err)
+		}
+	}
+	checkPaymentCount(t, cc, 2*keys)
+	checkNoPartialRecords(t, cc)
+}
+
+func replicationInfo(t *testing.T, c *redis.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		t.Fatalf("INFO replication: %v", err)
+	}
+	return info
+}
+
 // waitReplicaCaughtUp polls until the primary's only replica has acknowledged
 // the primary's whole replication stream (replicas report once a second).
 func waitReplicaCaughtUp(t *testing.T, primary *redis.Client) {

@@ -222,28 +222,31 @@ func startReplica(t *testing.T, primary *redisServer) *redisServer {
 	t.Helper()
 	replica := startRedis(t, redisOpts{extra: []string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.port)}})
 	pc := primary.client(t)
-	err := poll(readyTimeout, 20*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		// One connection, so the WAIT counts the SET.
-		conn := pc.Conn()
-		defer conn.Close()
-		if err := conn.Set(ctx, "harness:replica-probe", replica.addr(), 0).Err(); err != nil {
-			return err
-		}
-		acked, err := conn.Wait(ctx, 1, 100*time.Millisecond).Result()
-		if err != nil {
-			return err
-		}
-		if acked != 1 {
-			return errors.New("the replica acknowledges no write yet")
-		}
-		return nil
-	})
-	if err != nil {
+	if err := poll(readyTimeout, 20*time.Millisecond, func() error { return probeAck(pc, "harness:replica-probe") }); err != nil {
 		t.Fatalf("replica %s of %s: %v", replica.addr(), primary.addr(), err)
 	}
 	return replica
+}
+
+// probeAck writes key on the primary c and asks whether one replica
+// acknowledges it.
+func probeAck(c *redis.Client, key string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	// One connection, so the WAIT counts the SET.
+	conn := c.Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, key, "1", 0).Err(); err != nil {
+		return err
+	}
+	acked, err := conn.Wait(ctx, 1, 100*time.Millisecond).Result()
+	if err != nil {
+		return err
+	}
+	if acked != 1 {
+		return errors.New("no replica acknowledges a write yet")
+	}
+	return nil
 }
 
 func (r *redisServer) kill() {
