@@ -58,7 +58,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	m := metrics.New()
 	client.AddHook(m.RedisHook())
-	repo := storage.New(client, storage.Options{IdempotencyTTL: cfg.IdempotencyTTL, PaymentTTL: cfg.PaymentTTL})
+	repo := storage.New(client, storage.Options{
+		IdempotencyTTL: cfg.IdempotencyTTL,
+		PaymentTTL:     cfg.PaymentTTL,
+		MinReplicaAcks: cfg.Redis.MinReplicaAcks,
+		AckTimeout:     cfg.Redis.ReplicaAckTimeout,
+		AckCommand:     storage.AckCommand(cfg.Redis.AckCommand),
+		Observer:       m,
+	})
 
 	hs := health.NewServer()
 	for _, svc := range healthServices {
@@ -110,10 +117,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	// Loading scripts ahead is an optimisation; with Redis down the first
 	// call loads them instead.
 	lctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout)
+	defer cancel()
 	if err := repo.LoadScripts(lctx); err != nil {
 		log.Debug("scripts not preloaded", slog.String("error", err.Error()))
 	}
-	cancel()
+	// A Redis that refuses WAITAOF would fail every payment: refuse to start
+	// instead. With Redis down the check waits for the first payment, which
+	// then fails with the same explanation.
+	switch err := repo.CheckAcks(lctx); {
+	case errors.Is(err, storage.ErrAckUnsupported):
+		_ = httpLis.Close()
+		_ = grpcLis.Close()
+		stopRedis()
+		return nil, fmt.Errorf("PAYMENTS_REDIS_ACK_COMMAND is waitaof: %w", err)
+	case err != nil:
+		log.Debug("acknowledgement command not checked", slog.String("error", err.Error()))
+	}
 
 	return &App{
 		cfg: cfg, log: log,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -218,6 +219,68 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	}); err != nil {
 		t.Errorf("RequestPayment() after Redis came back: %v, want success", err)
 	}
+}
+
+// TestReplicaAcksAreWired requires a replica of miniredis, which has none:
+// RequestPayment must fail UNAVAILABLE and the shortfall must reach /metrics.
+func TestReplicaAcksAreWired(t *testing.T) {
+	mr := miniredis.RunT(t)
+	cfg := testConfig(mr.Addr())
+	cfg.Redis.MinReplicaAcks, cfg.Redis.ReplicaAckTimeout, cfg.Redis.AckCommand = 1, time.Millisecond, "wait"
+	a, conn, _ := startApp(t, cfg)
+	client := paymentsv1.NewPaymentServiceClient(conn)
+	_, err := client.RequestPayment(context.Background(), &paymentsv1.RequestPaymentRequest{
+		AmountMinor: 500, Currency: "EUR", OrderId: "o-1", IdempotencyKey: "k-1",
+	})
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Errorf("RequestPayment() with no replica: code = %v (%v), want Unavailable", got, err)
+	}
+	if _, body := get(t, a, "/metrics"); !strings.Contains(body, "redis_replica_acks_shortfall_total 1") {
+		t.Errorf("/metrics lacks redis_replica_acks_shortfall_total 1:\n%s", body)
+	}
+}
+
+func TestNewRefusesWaitAOFWhereRedisLacksIt(t *testing.T) {
+	mr := miniredis.RunT(t) // like Redis before 7.2, it does not know WAITAOF
+	cfg := testConfig(mr.Addr())
+	cfg.GRPCAddr, cfg.HTTPAddr = freeAddr(t), freeAddr(t)
+	cfg.Redis.MinReplicaAcks, cfg.Redis.ReplicaAckTimeout, cfg.Redis.AckCommand = 1, 100*time.Millisecond, "waitaof"
+	_, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "PAYMENTS_REDIS_ACK_COMMAND") || !strings.Contains(err.Error(), "7.2") {
+		t.Fatalf("New() with waitaof on a Redis without it = %v, want an error naming PAYMENTS_REDIS_ACK_COMMAND and Redis 7.2", err)
+	}
+	// The refusal released its listeners: the same addresses bind again.
+	cfg.Redis.AckCommand = "wait"
+	a, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New() with wait = %v, want nil", err)
+	}
+	a.stopRedis()
+	_ = a.grpcLis.Close()
+	_ = a.httpLis.Close()
+
+	// Redis down: the check cannot run, so start-up goes on.
+	mr.Close()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Redis.AckCommand = "waitaof"
+	a, err = New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New() with waitaof and Redis down = %v, want nil: Redis need not be up at start", err)
+	}
+	a.stopRedis()
+	_ = a.grpcLis.Close()
+	_ = a.httpLis.Close()
+}
+
+// freeAddr is a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func TestHealthcheck(t *testing.T) {

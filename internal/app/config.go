@@ -68,6 +68,11 @@ type RedisConfig struct {
 	ReadTimeout      time.Duration `envconfig:"READ_TIMEOUT" default:"500ms" desc:"reply timeout"`
 	WriteTimeout     time.Duration `envconfig:"WRITE_TIMEOUT" default:"500ms" desc:"send timeout"`
 	PoolSize         int           `envconfig:"POOL_SIZE" default:"0" desc:"connections per node; 0 is 10 per CPU"`
+	// Acknowledgements trade latency for durability across failover; see
+	// ARCHITECTURE.md, "Where idempotency ends".
+	MinReplicaAcks    int           `envconfig:"MIN_REPLICA_ACKS" default:"0" desc:"replicas that must acknowledge a create or settlement before it is answered; 0 answers without waiting"`
+	ReplicaAckTimeout time.Duration `envconfig:"REPLICA_ACK_TIMEOUT" default:"250ms" desc:"how long to wait for those acknowledgements; must be below PAYMENTS_REDIS_READ_TIMEOUT"`
+	AckCommand        string        `envconfig:"ACK_COMMAND" default:"wait" desc:"wait (replicas received the write) or waitaof (the primary's and replicas' AOF fsynced it; Redis 7.2+, appendonly yes)"`
 }
 
 // Embedded reports whether the in-process store is used.
@@ -153,6 +158,7 @@ func (c Config) Validate() error {
 	if c.Redis.DB < 0 {
 		bad("PAYMENTS_REDIS_DB must not be negative, got %d", c.Redis.DB)
 	}
+	c.Redis.validateAcks(c.Embedded(), bad)
 	if len(c.Webhook.Secrets) == 0 {
 		bad("PAYMENTS_WEBHOOK_SECRETS is required: the server refuses to accept provider events it cannot verify (for local runs, make run sets a dev-only secret)")
 	}
@@ -166,6 +172,32 @@ func (c Config) Validate() error {
 		bad("PAYMENTS_WEBHOOK_TOLERANCE must be positive, got %s", c.Webhook.Tolerance)
 	}
 	return errors.Join(errs...)
+}
+
+// validateAcks checks the replica acknowledgement settings.
+func (r RedisConfig) validateAcks(embedded bool, bad func(string, ...any)) {
+	if r.MinReplicaAcks < 0 {
+		bad("PAYMENTS_REDIS_MIN_REPLICA_ACKS must not be negative, got %d", r.MinReplicaAcks)
+	}
+	// WAIT takes whole milliseconds, and 0 would wait forever.
+	if r.ReplicaAckTimeout < time.Millisecond {
+		bad("PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT must be at least 1ms, got %s", r.ReplicaAckTimeout)
+	}
+	if r.AckCommand != "wait" && r.AckCommand != "waitaof" {
+		bad("PAYMENTS_REDIS_ACK_COMMAND must be wait or waitaof, got %q", r.AckCommand)
+	}
+	if r.MinReplicaAcks <= 0 {
+		return
+	}
+	if embedded {
+		bad("PAYMENTS_REDIS_MIN_REPLICA_ACKS needs PAYMENTS_REDIS_ADDRS: the embedded store has no replicas, so every payment would fail")
+	}
+	// The script's reply and the wait's arrive as one read: a wait that
+	// outlasts the read timeout would fail as a timeout instead of saying how
+	// many replicas acknowledged.
+	if r.ReadTimeout > 0 && r.ReplicaAckTimeout >= r.ReadTimeout {
+		bad("PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT (%s) must be below PAYMENTS_REDIS_READ_TIMEOUT (%s): the script and the wait for replicas share one reply, which must arrive within the read timeout", r.ReplicaAckTimeout, r.ReadTimeout)
+	}
 }
 
 // tlsConfig builds the client TLS settings, or nil when TLS is off.

@@ -33,10 +33,12 @@ func TestLoadConfigDefaults(t *testing.T) {
 		IdempotencyTTL:   24 * time.Hour,
 		HealthInterval:   time.Second,
 		Redis: RedisConfig{
-			Mode:         "auto",
-			DialTimeout:  2 * time.Second,
-			ReadTimeout:  500 * time.Millisecond,
-			WriteTimeout: 500 * time.Millisecond,
+			Mode:              "auto",
+			DialTimeout:       2 * time.Second,
+			ReadTimeout:       500 * time.Millisecond,
+			WriteTimeout:      500 * time.Millisecond,
+			ReplicaAckTimeout: 250 * time.Millisecond,
+			AckCommand:        "wait",
 		},
 		Webhook: WebhookConfig{Secrets: []string{testSecret}, Tolerance: 5 * time.Minute},
 	}
@@ -81,6 +83,24 @@ func TestLoadConfig(t *testing.T) {
 		{name: "single mode with two addresses", env: map[string]string{"PAYMENTS_REDIS_MODE": "single", "PAYMENTS_REDIS_ADDRS": "a:1,b:2"}, wantErr: "one address"},
 		{name: "negative pool size", env: map[string]string{"PAYMENTS_REDIS_POOL_SIZE": "-1"}, wantErr: "PAYMENTS_REDIS_POOL_SIZE"},
 		{name: "negative db", env: map[string]string{"PAYMENTS_REDIS_DB": "-1"}, wantErr: "PAYMENTS_REDIS_DB"},
+		{name: "replica acks", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "2", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "100ms", "PAYMENTS_REDIS_ACK_COMMAND": "waitaof"},
+			check: func(t *testing.T, c Config) {
+				got := [3]any{c.Redis.MinReplicaAcks, c.Redis.ReplicaAckTimeout, c.Redis.AckCommand}
+				if want := [3]any{2, 100 * time.Millisecond, "waitaof"}; got != want {
+					t.Errorf("got acks, timeout, command %v, want %v", got, want)
+				}
+			}},
+		{name: "ack timeout just below the read timeout", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "499ms"}},
+		{name: "ack timeout at the read timeout", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "500ms"}, wantErr: "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT (500ms) must be below PAYMENTS_REDIS_READ_TIMEOUT (500ms)"},
+		{name: "ack timeout above a raised read timeout is refused", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "2s", "PAYMENTS_REDIS_READ_TIMEOUT": "1s"}, wantErr: "must be below PAYMENTS_REDIS_READ_TIMEOUT (1s)"},
+		{name: "ack timeout is not tied to the read timeout while acks are off", env: map[string]string{"PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "2s"}},
+		{name: "negative replica acks", env: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "-1"}, wantErr: "PAYMENTS_REDIS_MIN_REPLICA_ACKS must not be negative"},
+		{name: "replica acks on the embedded store", env: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1"}, wantErr: "PAYMENTS_REDIS_MIN_REPLICA_ACKS needs PAYMENTS_REDIS_ADDRS"},
+		{name: "zero ack timeout", env: map[string]string{"PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "0s"}, wantErr: "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT must be at least 1ms"},
+		{name: "sub-millisecond ack timeout", env: map[string]string{"PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "500us"}, wantErr: "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT must be at least 1ms"},
+		{name: "unknown ack command", env: map[string]string{"PAYMENTS_REDIS_ACK_COMMAND": "fsync"}, wantErr: `PAYMENTS_REDIS_ACK_COMMAND must be wait or waitaof, got "fsync"`},
+		{name: "ack command is case sensitive", env: map[string]string{"PAYMENTS_REDIS_ACK_COMMAND": "WAIT"}, wantErr: "PAYMENTS_REDIS_ACK_COMMAND"},
+		{name: "bad replica acks number", env: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "one"}, wantErr: "PAYMENTS_REDIS_MIN_REPLICA_ACKS"},
 		{name: "two webhook secrets for rotation", env: map[string]string{"PAYMENTS_WEBHOOK_SECRETS": testSecret + ",whsec_b3RoZXItc2VjcmV0LWZvci1yb3RhdGlvbi10ZXN0cw=="},
 			check: func(t *testing.T, c Config) {
 				if got := len(c.Webhook.keys()); got != 2 {
@@ -123,7 +143,7 @@ func TestPrintUsageListsEveryVariable(t *testing.T) {
 	if err := PrintUsage(&buf); err != nil {
 		t.Fatalf("PrintUsage() error = %v", err)
 	}
-	for _, v := range []string{"PAYMENTS_GRPC_ADDR", "PAYMENTS_IDEMPOTENCY_TTL", "PAYMENTS_REDIS_ADDRS", "PAYMENTS_REDIS_MODE", "PAYMENTS_SHUTDOWN_TIMEOUT", "24h", ":50051"} {
+	for _, v := range []string{"PAYMENTS_GRPC_ADDR", "PAYMENTS_IDEMPOTENCY_TTL", "PAYMENTS_REDIS_ADDRS", "PAYMENTS_REDIS_MODE", "PAYMENTS_SHUTDOWN_TIMEOUT", "PAYMENTS_REDIS_MIN_REPLICA_ACKS", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT", "PAYMENTS_REDIS_ACK_COMMAND", "24h", ":50051"} {
 		if !strings.Contains(buf.String(), v) {
 			t.Errorf("PrintUsage() output lacks %q", v)
 		}

@@ -1,7 +1,8 @@
 // Package metrics owns the Prometheus instrumentation of payments-svc: a
 // registry per process (never the global one, so tests can read their own
 // counters), the gRPC server metrics, the domain counters, the HTTP request
-// histogram, and a go-redis hook that counts Redis errors.
+// histogram, a go-redis hook that counts Redis errors, and the count of
+// writes the replicas did not acknowledge in time.
 package metrics
 
 import (
@@ -42,6 +43,7 @@ type Metrics struct {
 	webhookEvents *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
 	redisErrors   prometheus.Counter
+	ackShortfalls prometheus.Counter
 }
 
 // New builds and registers every collector, Go runtime and process metrics
@@ -72,6 +74,10 @@ func New() *Metrics {
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redis_errors_total", Help: "Redis commands that failed (connection errors, timeouts and error replies).",
 		}),
+		ackShortfalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redis_replica_acks_shortfall_total",
+			Help: "Creates and settlements written on the Redis primary but answered UNAVAILABLE because fewer replicas acknowledged them in time than PAYMENTS_REDIS_MIN_REPLICA_ACKS.",
+		}),
 	}
 	for _, o := range WebhookOutcomes {
 		m.webhookEvents.WithLabelValues(o)
@@ -79,7 +85,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.GRPC, m.created, m.replays, m.mismatches, m.webhookEvents, m.httpDuration, m.redisErrors,
+		m.GRPC, m.created, m.replays, m.mismatches, m.webhookEvents, m.httpDuration, m.redisErrors, m.ackShortfalls,
 	)
 	return m
 }
@@ -110,6 +116,10 @@ func (m *Metrics) ObserveWebhook(outcome string) {
 func (m *Metrics) ObserveHTTP(route, method string, code int, seconds float64) {
 	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(seconds)
 }
+
+// ObserveReplicaAckShortfall counts one write that fewer replicas
+// acknowledged than required.
+func (m *Metrics) ObserveReplicaAckShortfall() { m.ackShortfalls.Inc() }
 
 // RedisHook returns a go-redis hook that counts failed commands. A nil reply
 // (redis.Nil) is an answer, not an error.

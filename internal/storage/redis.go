@@ -27,9 +27,9 @@ var (
 	settleSource string
 )
 
-// The scripts are shared by every Repository: go-redis runs them by EVALSHA
-// and falls back to EVAL (which also caches them) when the server answers
-// NOSCRIPT, as it does after a restart or failover.
+// The scripts are shared by every Repository: they run by EVALSHA, falling
+// back to EVAL (which also caches them) when the server answers NOSCRIPT, as
+// it does after a restart or failover.
 var (
 	createScript = redis.NewScript(createSource)
 	settleScript = redis.NewScript(settleSource)
@@ -38,13 +38,44 @@ var (
 // keyPrefix namespaces every key of the service.
 const keyPrefix = "pmt:"
 
-// Options tunes retention.
+// AckCommand names the command that confirms a write reached the replicas.
+type AckCommand string
+
+const (
+	// AckWait is WAIT: the replicas received the write.
+	AckWait AckCommand = "wait"
+	// AckWaitAOF is WAITAOF 1 <n>: the primary and n replicas fsynced the
+	// write to their append-only files. It needs Redis 7.2 or later with
+	// appendonly yes.
+	AckWaitAOF AckCommand = "waitaof"
+)
+
+// ErrAckUnsupported means Redis refused the acknowledgement command, which
+// retrying cannot fix.
+var ErrAckUnsupported = errors.New("redis refused WAITAOF: it needs Redis 7.2 or later with appendonly yes")
+
+// Observer is told when fewer replicas acknowledged a write than required.
+type Observer interface {
+	ObserveReplicaAckShortfall()
+}
+
+// Options tunes retention and durability.
 type Options struct {
 	// IdempotencyTTL is how long a key is remembered; after it the same key
 	// creates a new payment.
 	IdempotencyTTL time.Duration
 	// PaymentTTL is how long payment records are kept; 0 keeps them forever.
 	PaymentTTL time.Duration
+	// MinReplicaAcks is how many replicas must acknowledge a create or a
+	// settlement, within AckTimeout, before it is answered; 0 answers at once.
+	MinReplicaAcks int
+	// AckTimeout bounds the wait for acknowledgements. It must be at least
+	// 1ms when MinReplicaAcks is set: WAIT 0 waits forever.
+	AckTimeout time.Duration
+	// AckCommand is the acknowledgement command; empty means AckWait.
+	AckCommand AckCommand
+	// Observer, if not nil, counts acknowledgement shortfalls.
+	Observer Observer
 }
 
 // Repository stores payments and idempotency records in Redis.
@@ -56,6 +87,18 @@ type Repository struct {
 // New returns a Repository on an existing client. The caller owns the client.
 func New(client redis.UniversalClient, opts Options) *Repository {
 	return &Repository{client: client, opts: opts}
+}
+
+// acks reports whether writes wait for replica acknowledgements.
+func (r *Repository) acks() bool { return r.opts.MinReplicaAcks > 0 }
+
+// ackFlag is the scripts' last argument: "1" makes their read-only answers
+// write, so the WAIT that follows covers the records they return.
+func (r *Repository) ackFlag() string {
+	if r.acks() {
+		return "1"
+	}
+	return "0"
 }
 
 // IdempotencyKey is the Redis key of the idempotency record for a client key.
@@ -94,6 +137,33 @@ func (r *Repository) LoadScripts(ctx context.Context) error {
 	return nil
 }
 
+// CheckAcks asks Redis once whether it accepts the acknowledgement command,
+// so a Redis that cannot honour WAITAOF is found at start-up rather than on
+// the first payment. An error wrapping ErrAckUnsupported means Redis answered
+// and refused; any other error means it did not answer. WAIT needs no check:
+// every Redis has it.
+func (r *Repository) CheckAcks(ctx context.Context) error {
+	if !r.acks() || r.opts.AckCommand != AckWaitAOF {
+		return nil
+	}
+	// WAITAOF 1 0 asks only for the primary's own fsync. A connection that
+	// has written nothing has nothing to wait for, so this returns at once
+	// where WAITAOF works.
+	args := []any{"waitaof", 1, 0, r.opts.AckTimeout.Milliseconds()}
+	var err error
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return node.Do(ctx, args...).Err()
+		})
+	} else {
+		err = r.client.Do(ctx, args...).Err()
+	}
+	if err != nil {
+		return ackError("check acknowledgement command", err)
+	}
+	return nil
+}
+
 // Ping reports whether Redis answers.
 func (r *Repository) Ping(ctx context.Context) error {
 	if err := r.client.Ping(ctx).Err(); err != nil {
@@ -124,7 +194,7 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 	idemKey := idempotencyRecordKey(tag, p.IdempotencyKey)
 
 	for range maxIDAttempts {
-		res, err := createScript.Run(ctx, r.client,
+		res, err := r.run(ctx, "create payment", createScript, createAcknowledges,
 			[]string{idemKey, PaymentKey(tag, p.ID)},
 			fingerprint,
 			r.opts.IdempotencyTTL.Milliseconds(),
@@ -138,9 +208,10 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 			p.OrderID,
 			p.IdempotencyKey,
 			md,
-		).StringSlice()
+			r.ackFlag(),
+		)
 		if err != nil {
-			return payments.Receipt{}, "", classify("create payment", err)
+			return payments.Receipt{}, "", err
 		}
 		switch {
 		case len(res) == 1 && res[0] == "created":
@@ -160,6 +231,12 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 		}
 	}
 	return payments.Receipt{}, "", fmt.Errorf("create payment: payment_id collided %d times", maxIDAttempts)
+}
+
+// createAcknowledges reports whether a create.lua reply confirms a stored
+// payment; a mismatch or a collision confirms nothing.
+func createAcknowledges(reply []string) bool {
+	return len(reply) > 0 && (reply[0] == "created" || reply[0] == "replay")
 }
 
 // Get returns the payment with the given id, payments.ErrMalformedID for
@@ -190,7 +267,7 @@ func (r *Repository) ApplyEvent(ctx context.Context, eventID, bodyHash string, s
 		return "", err
 	}
 	before, after := payments.SettledMessageParts(s)
-	res, err := settleScript.Run(ctx, r.client,
+	res, err := r.run(ctx, "apply event", settleScript, settleAcknowledges,
 		[]string{PaymentKey(tag, s.PaymentID), EventKey(tag, eventID)},
 		bodyHash,
 		int(s.Status),
@@ -201,14 +278,25 @@ func (r *Repository) ApplyEvent(ctx context.Context, eventID, bodyHash string, s
 		s.Currency,
 		s.OccurredAt.UnixNano(),
 		s.FailureReason,
-	).StringSlice()
+		r.ackFlag(),
+	)
 	if err != nil {
-		return "", classify("apply event", err)
+		return "", err
 	}
 	if len(res) != 1 {
 		return "", fmt.Errorf("apply event: unexpected script reply %q", res)
 	}
-	switch res[0] {
+	return settleOutcome(res[0], s.PaymentID)
+}
+
+// settleAcknowledges reports whether a settle.lua reply is an outcome, which
+// tells the provider to stop redelivering; refusals confirm nothing.
+func settleAcknowledges(reply []string) bool {
+	return len(reply) == 1 && (reply[0] == "applied" || reply[0] == "duplicate" || reply[0] == "already_settled")
+}
+
+func settleOutcome(reply, paymentID string) (payments.SettleOutcome, error) {
+	switch reply {
 	case "applied":
 		return payments.SettleApplied, nil
 	case "duplicate":
@@ -218,13 +306,13 @@ func (r *Repository) ApplyEvent(ctx context.Context, eventID, bodyHash string, s
 	case "event_conflict":
 		return "", payments.ErrEventConflict
 	case "unknown_payment":
-		return "", fmt.Errorf("%w: %s", payments.ErrNotFound, s.PaymentID)
+		return "", fmt.Errorf("%w: %s", payments.ErrNotFound, paymentID)
 	case "amount_mismatch":
 		return "", payments.ErrAmountMismatch
 	case "settlement_conflict":
 		return "", payments.ErrSettlementConflict
 	default:
-		return "", fmt.Errorf("apply event: unexpected script reply %q", res)
+		return "", fmt.Errorf("apply event: unexpected script reply %q", reply)
 	}
 }
 

@@ -12,12 +12,23 @@
 -- ARGV[7] event currency
 -- ARGV[8] occurred_at (unix ns)
 -- ARGV[9] failure reason ("" for success)
+-- ARGV[10] "1" when the caller sends WAIT after this script on the same
+--          connection (replica acknowledgements on), else "0"
 --
 -- Returns {"applied"}, {"duplicate"}, {"already_settled"}, {"event_conflict"},
 -- {"unknown_payment"}, {"amount_mismatch"} or {"settlement_conflict"}.
 local seen = redis.call('GET', KEYS[2])
 if seen then
   if seen == ARGV[1] then
+    -- A duplicate writes nothing, so its WAIT would not cover the settlement
+    -- it confirms (see create.lua): re-set the event record's expiry to the
+    -- absolute time it already has, a propagated write that changes nothing.
+    if ARGV[10] == '1' then
+      local at = redis.call('PEXPIRETIME', KEYS[2])
+      if at > 0 then
+        redis.call('PEXPIREAT', KEYS[2], at)
+      end
+    end
     return {'duplicate'}
   end
   return {'event_conflict'}

@@ -283,6 +283,7 @@ func TestChecksumFollowsConfigAndSecret(t *testing.T) {
 		{"shutdown timeout", "config: {shutdownTimeoutSeconds: 10}", true},
 		{"webhook secret rotated", `secrets: {webhookSecrets: ["whsec_bmV3LXNlY3JldA=="]}`, true},
 		{"redis password", "secrets: {redisPassword: other}", true},
+		{"replica acks", `{redis: {enabled: false}, externalRedis: {addrs: ["r:6379"]}, config: {redis: {minReplicaAcks: 1}}}`, true},
 		{"replica count only", "replicaCount: 3", false},
 		{"pod annotation only", "podAnnotations: {team: payments}", false},
 	}
@@ -519,6 +520,12 @@ func TestRejectedValues(t *testing.T) {
 		{"grace shorter than drain", "{terminationGracePeriodSeconds: 15, config: {shutdownTimeoutSeconds: 15}}", "terminationGracePeriodSeconds (15) must exceed"},
 		{"external redis without addrs", "redis: {enabled: false}", "externalRedis.addrs"},
 		{"sentinel without master name", `{redis: {enabled: false}, externalRedis: {addrs: ["s:26379"], mode: sentinel}}`, "masterName"},
+		{"negative replica acks", "config: {redis: {minReplicaAcks: -1}}", "minReplicaAcks"},
+		{"unknown ack command", "config: {redis: {ackCommand: fsync}}", "ackCommand"},
+		{"bad ack timeout", "config: {redis: {replicaAckTimeout: soon}}", "replicaAckTimeout"},
+		{"replica acks on the bundled redis", "config: {redis: {minReplicaAcks: 1}}", "config.redis.minReplicaAcks needs a Redis with replicas"},
+		{"negative min-replicas-to-write", "redis: {minReplicasToWrite: -1}", "minReplicasToWrite"},
+		{"string min-replicas-max-lag", `redis: {minReplicasMaxLag: "10"}`, "minReplicasMaxLag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -570,5 +577,62 @@ func TestBundledRedisKeepsPaymentsCompact(t *testing.T) {
 		if !strings.Contains(args, want) {
 			t.Errorf("redis args = %q, want them to contain %q", args, want)
 		}
+	}
+}
+
+func TestReplicaAcks(t *testing.T) {
+	tests := []struct {
+		name   string
+		values string
+		want   map[string]string
+	}{
+		{
+			name: "off by default",
+			want: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "0", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "250ms", "PAYMENTS_REDIS_ACK_COMMAND": "wait"},
+		},
+		{
+			name: "external redis with replicas",
+			values: `{redis: {enabled: false}, externalRedis: {addrs: ["s1:26379"], mode: sentinel, masterName: mymaster},
+				config: {redis: {minReplicaAcks: 2, replicaAckTimeout: 100ms, ackCommand: waitaof}}}`,
+			want: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "2", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "100ms", "PAYMENTS_REDIS_ACK_COMMAND": "waitaof"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cm := get[*corev1.ConfigMap](t, render(t, renderOpts{}, tt.values), "ConfigMap", fullname)
+			got := map[string]string{}
+			for k := range tt.want {
+				got[k] = cm.Data[k]
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ConfigMap (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBundledRedisMinReplicasToWrite(t *testing.T) {
+	tests := []struct {
+		name   string
+		values string
+		want   []string
+	}{
+		{name: "off by default", want: []string{"--min-replicas-to-write", "0", "--min-replicas-max-lag", "10"}},
+		{name: "set", values: "redis: {minReplicasToWrite: 1, minReplicasMaxLag: 5}", want: []string{"--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sts := get[*appsv1.StatefulSet](t, render(t, renderOpts{}, tt.values), "StatefulSet", fullname+"-redis")
+			args := sts.Spec.Template.Spec.Containers[0].Args
+			var got []string
+			for i, a := range args {
+				if (a == "--min-replicas-to-write" || a == "--min-replicas-max-lag") && i+1 < len(args) {
+					got = append(got, a, args[i+1])
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("redis args (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,13 +22,21 @@ import (
 // redis-cli --cluster create and waits for cluster_state:ok on every node.
 func startCluster(t *testing.T, n int) []*redisServer {
 	t.Helper()
-	nodes := make([]*redisServer, n)
+	return startClusterWithReplicas(t, n, 0)
+}
+
+// startClusterWithReplicas is startCluster with replicas per master, which
+// redis-cli assigns to the nodes after the first n.
+func startClusterWithReplicas(t *testing.T, n, replicas int) []*redisServer {
+	t.Helper()
+	nodes := make([]*redisServer, n*(1+replicas))
 	args := []string{"--cluster", "create"}
 	for i := range nodes {
-		nodes[i] = startRedis(t, redisOpts{cluster: true})
+		// Without the default 5 s delay before a replica's full sync.
+		nodes[i] = startRedis(t, redisOpts{cluster: true, extra: []string{"--repl-diskless-sync-delay", "0"}})
 		args = append(args, nodes[i].addr())
 	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
@@ -49,6 +58,36 @@ func startCluster(t *testing.T, n int) []*redisServer {
 		}
 	}
 	return nodes
+}
+
+// waitClusterAcks waits until every master of the cluster at addrs has a
+// replica that acknowledges its writes.
+func waitClusterAcks(t *testing.T, addrs []string) {
+	t.Helper()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		// A key in one of this master's slots.
+		key := ""
+		for i := 0; key == "" && i < 100000; i++ {
+			owner, err := cc.MasterForKey(ctx, fmt.Sprintf("harness:replica-probe-%d", i))
+			if err != nil {
+				return err
+			}
+			if owner.Options().Addr == node.Options().Addr {
+				key = fmt.Sprintf("harness:replica-probe-%d", i)
+			}
+		}
+		if key == "" {
+			return fmt.Errorf("no key hashes to master %s", node.Options().Addr)
+		}
+		return poll(readyTimeout, 20*time.Millisecond, func() error { return probeAck(node, key) })
+	})
+	if err != nil {
+		t.Fatalf("cluster replicas: %v", err)
+	}
 }
 
 // TestRedisCluster runs the server in cluster mode on a real three-master

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -199,6 +200,53 @@ func (r *redisServer) stop(sig syscall.Signal) {
 	case <-time.After(readyTimeout):
 		r.t.Fatalf("redis-server still running %s after %v", readyTimeout, sig)
 	}
+}
+
+// signal sends sig to this process only, without waiting for anything: SIGSTOP
+// freezes it with its connections open, as a hung or partitioned node looks
+// to its peers, and SIGCONT resumes it.
+func (r *redisServer) signal(sig syscall.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	cmd := r.cmd
+	r.mu.Unlock()
+	if err := cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signal redis-server: %v", err)
+	}
+}
+
+// startReplica starts a redis-server replicating primary and waits until it
+// acknowledges the primary's writes. ("online" in INFO comes earlier: after a
+// diskless sync the primary streams only once the replica's first ACK is in.)
+func startReplica(t *testing.T, primary *redisServer) *redisServer {
+	t.Helper()
+	replica := startRedis(t, redisOpts{extra: []string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.port)}})
+	pc := primary.client(t)
+	if err := poll(readyTimeout, 20*time.Millisecond, func() error { return probeAck(pc, "harness:replica-probe") }); err != nil {
+		t.Fatalf("replica %s of %s: %v", replica.addr(), primary.addr(), err)
+	}
+	return replica
+}
+
+// probeAck writes key on the primary c and asks whether one replica
+// acknowledges it.
+func probeAck(c *redis.Client, key string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	// One connection, so the WAIT counts the SET.
+	conn := c.Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, key, "1", 0).Err(); err != nil {
+		return err
+	}
+	acked, err := conn.Wait(ctx, 1, 100*time.Millisecond).Result()
+	if err != nil {
+		return err
+	}
+	if acked != 1 {
+		return errors.New("no replica acknowledges a write yet")
+	}
+	return nil
 }
 
 func (r *redisServer) kill() {

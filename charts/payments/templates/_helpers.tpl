@@ -109,6 +109,9 @@ Rejects value combinations that would render a pod that cannot work, at render t
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.addrs) (eq .Values.config.environment "production") }}
 {{- fail "redis.enabled=false needs externalRedis.addrs: production refuses the embedded in-process store" }}
 {{- end }}
+{{- if and .Values.redis.enabled (gt (int .Values.config.redis.minReplicaAcks) 0) }}
+{{- fail "config.redis.minReplicaAcks needs a Redis with replicas: the bundled Redis has none, so every payment would fail (use externalRedis)" }}
+{{- end }}
 {{- if and (eq .Values.externalRedis.mode "sentinel") (not .Values.redis.enabled) (not .Values.externalRedis.masterName) }}
 {{- fail "externalRedis.mode=sentinel needs externalRedis.masterName" }}
 {{- end }}

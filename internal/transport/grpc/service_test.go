@@ -383,6 +383,38 @@ func TestStoreOutageIsUnavailable(t *testing.T) {
 	}
 }
 
+// TestReplicaAckShortfallIsUnavailable runs the real repository with a
+// replica required on miniredis, which has none: the payment is written on
+// the primary but not acknowledged, and the client is told to retry with the
+// same key, which replays it.
+func TestReplicaAckShortfallIsUnavailable(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rc := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rc.Close() })
+	e := start(t, storage.New(rc, storage.Options{IdempotencyTTL: time.Hour, MinReplicaAcks: 1, AckTimeout: time.Millisecond}), nil)
+
+	for _, attempt := range []string{"first call", "retry"} {
+		_, err := e.client.RequestPayment(context.Background(), validReq("k"))
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "retry with the same idempotency key") {
+			t.Errorf("%s: status = %v %q, want Unavailable telling to retry with the same key", attempt, st.Code(), st.Message())
+		}
+		var retry bool
+		for _, d := range st.Details() {
+			_, retry = d.(*errdetails.RetryInfo)
+		}
+		if !retry {
+			t.Errorf("%s: details = %v, want RetryInfo", attempt, st.Details())
+		}
+		if strings.Contains(st.Message(), "replicas") {
+			t.Errorf("%s: message %q leaks internals", attempt, st.Message())
+		}
+	}
+	if got := len(mr.Keys()); got != 2 {
+		t.Errorf("Redis holds %d keys, want 2: the first call wrote the payment on the primary, the retry found it", got)
+	}
+}
+
 func TestHealth(t *testing.T) {
 	tests := []struct {
 		ready bool

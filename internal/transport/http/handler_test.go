@@ -54,10 +54,18 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func start(t *testing.T) *env {
 	t.Helper()
+	return startWith(t, storage.Options{IdempotencyTTL: time.Hour})
+}
+
+// startWith serves the real repository with opts on miniredis; the metrics
+// observe it as the app's do.
+func startWith(t *testing.T, opts storage.Options) *env {
+	t.Helper()
 	e := &env{mr: miniredis.RunT(t), metrics: metrics.New(), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, ready: true}
 	client := redis.NewClient(&redis.Options{Addr: e.mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
-	e.repo = storage.New(client, storage.Options{IdempotencyTTL: time.Hour})
+	opts.Observer = e.metrics
+	e.repo = storage.New(client, opts)
 	h := NewHandler(Config{
 		Logger:   slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Store:    e.repo,
@@ -429,6 +437,38 @@ func TestWebhookStoreOutage(t *testing.T) {
 	}
 	if got := metricValue(e.scrape(t), `webhook_events_total{outcome="unavailable"}`); got != 1 {
 		t.Errorf("unavailable counter = %v, want 1", got)
+	}
+}
+
+// TestWebhookReplicaAckShortfall requires a replica on miniredis, which has
+// none: the settlement is written on the primary but not acknowledged, so the
+// provider must redeliver, and the redelivery is a duplicate that waits again.
+func TestWebhookReplicaAckShortfall(t *testing.T) {
+	e := startWith(t, storage.Options{IdempotencyTTL: time.Hour, MinReplicaAcks: 1, AckTimeout: time.Millisecond})
+	// The payment is created without acknowledgements, on the same store.
+	plain := redis.NewClient(&redis.Options{Addr: e.mr.Addr()})
+	t.Cleanup(func() { plain.Close() })
+	req := payments.Request{AmountMinor: 1234, Currency: "USD", OrderID: "o-1", IdempotencyKey: "k-acks"}
+	p := payments.New(req, clock)
+	if _, _, err := storage.New(plain, storage.Options{IdempotencyTTL: time.Hour}).Create(context.Background(), p, payments.Fingerprint(req)); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, attempt := range []string{"delivery", "redelivery"} {
+		resp := e.send(t, delivery{body: event("payment.succeeded", p.ID, "")})
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s = %d (Retry-After %q) %s, want 503 with Retry-After", attempt, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Body)
+		}
+		exposition := e.scrape(t)
+		if got := metricValue(exposition, `webhook_events_total{outcome="unavailable"}`); got != float64(i+1) {
+			t.Errorf("after the %s: unavailable counter = %v, want %d", attempt, got, i+1)
+		}
+		if got := metricValue(exposition, "redis_replica_acks_shortfall_total"); got != float64(i+1) {
+			t.Errorf("after the %s: shortfall counter = %v, want %d", attempt, got, i+1)
+		}
+	}
+	if got := e.mr.HGet(storage.PaymentKey(payments.HashTag("k-acks"), p.ID), "st"); got != "2" {
+		t.Errorf("stored status = %q, want 2 (SUCCEEDED): the primary took the settlement", got)
 	}
 }
 
