@@ -68,6 +68,10 @@ type RedisConfig struct {
 	ReadTimeout      time.Duration `envconfig:"READ_TIMEOUT" default:"500ms" desc:"reply timeout"`
 	WriteTimeout     time.Duration `envconfig:"WRITE_TIMEOUT" default:"500ms" desc:"send timeout"`
 	PoolSize         int           `envconfig:"POOL_SIZE" default:"0" desc:"connections per node; 0 is 10 per CPU"`
+	// Every new connection asks Sentinel (or the cluster map) where the
+	// master is, so recycling connections bounds how long a replica that
+	// missed the switch notice keeps writing to a demoted master.
+	ConnMaxLifetime time.Duration `envconfig:"CONN_MAX_LIFETIME" default:"2s" desc:"close and redial each connection after this long, so a missed failover notice cannot pin writes to a demoted master; 0 keeps connections forever"`
 	// Acknowledgements trade latency for durability across failover; see
 	// ARCHITECTURE.md, "Where idempotency ends".
 	MinReplicaAcks    int           `envconfig:"MIN_REPLICA_ACKS" default:"0" desc:"replicas that must acknowledge a create or settlement before it is answered; 0 answers without waiting"`
@@ -151,6 +155,9 @@ func (c Config) Validate() error {
 	}
 	if c.Redis.Mode == "single" && len(c.Redis.Addrs) > 1 {
 		bad("PAYMENTS_REDIS_ADDRS must hold one address when PAYMENTS_REDIS_MODE is single, got %d", len(c.Redis.Addrs))
+	}
+	if c.Redis.ConnMaxLifetime < 0 {
+		bad("PAYMENTS_REDIS_CONN_MAX_LIFETIME must not be negative, got %s", c.Redis.ConnMaxLifetime)
 	}
 	if c.Redis.PoolSize < 0 {
 		bad("PAYMENTS_REDIS_POOL_SIZE must not be negative, got %d", c.Redis.PoolSize)

@@ -37,6 +37,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			DialTimeout:       2 * time.Second,
 			ReadTimeout:       500 * time.Millisecond,
 			WriteTimeout:      500 * time.Millisecond,
+			ConnMaxLifetime:   2 * time.Second,
 			ReplicaAckTimeout: 250 * time.Millisecond,
 			AckCommand:        "wait",
 		},
@@ -82,6 +83,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "unknown redis mode", env: map[string]string{"PAYMENTS_REDIS_MODE": "ring"}, wantErr: "PAYMENTS_REDIS_MODE"},
 		{name: "single mode with two addresses", env: map[string]string{"PAYMENTS_REDIS_MODE": "single", "PAYMENTS_REDIS_ADDRS": "a:1,b:2"}, wantErr: "one address"},
 		{name: "negative pool size", env: map[string]string{"PAYMENTS_REDIS_POOL_SIZE": "-1"}, wantErr: "PAYMENTS_REDIS_POOL_SIZE"},
+		{name: "negative connection lifetime", env: map[string]string{"PAYMENTS_REDIS_CONN_MAX_LIFETIME": "-1s"}, wantErr: "PAYMENTS_REDIS_CONN_MAX_LIFETIME"},
 		{name: "negative db", env: map[string]string{"PAYMENTS_REDIS_DB": "-1"}, wantErr: "PAYMENTS_REDIS_DB"},
 		{name: "replica acks", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "2", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "100ms", "PAYMENTS_REDIS_ACK_COMMAND": "waitaof"},
 			check: func(t *testing.T, c Config) {

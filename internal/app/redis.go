@@ -52,6 +52,7 @@ func newRedisClient(cfg Config, log *slog.Logger) (redis.UniversalClient, func()
 		ReadTimeout:      rc.ReadTimeout,
 		WriteTimeout:     rc.WriteTimeout,
 		PoolSize:         rc.PoolSize,
+		ConnMaxLifetime:  rc.ConnMaxLifetime,
 		// Calls carry gRPC deadlines; honour them on the socket too, so a
 		// slow Redis can never hold a call past its deadline.
 		ContextTimeoutEnabled: true,

@@ -284,6 +284,7 @@ func TestChecksumFollowsConfigAndSecret(t *testing.T) {
 		{"webhook secret rotated", `secrets: {webhookSecrets: ["whsec_bmV3LXNlY3JldA=="]}`, true},
 		{"redis password", "secrets: {redisPassword: other}", true},
 		{"replica acks", `{redis: {enabled: false}, externalRedis: {addrs: ["r:6379"]}, config: {redis: {minReplicaAcks: 1}}}`, true},
+		{"connection lifetime", "config: {redis: {connMaxLifetime: 10s}}", true},
 		{"replica count only", "replicaCount: 3", false},
 		{"pod annotation only", "podAnnotations: {team: payments}", false},
 	}
