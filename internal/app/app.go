@@ -58,6 +58,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	m := metrics.New()
 	client.AddHook(m.RedisHook())
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// MOVED and ASK are answered to the node clients, which the
+		// cluster client follows before its own hooks see a result.
+		events := newRedisEvents(m.ObserveRedisEvent, log, false)
+		cc.OnNewNode(func(node *redis.Client) { node.AddHook(events) })
+	} else {
+		// One master at a time (single node or Sentinel): a connection to
+		// another address is a new master.
+		client.AddHook(newRedisEvents(m.ObserveRedisEvent, log, true))
+	}
 	repo := storage.New(client, storage.Options{
 		IdempotencyTTL: cfg.IdempotencyTTL,
 		PaymentTTL:     cfg.PaymentTTL,

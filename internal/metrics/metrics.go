@@ -30,6 +30,14 @@ var WebhookOutcomes = []string{
 	"bad_request", "unknown_payment", "conflict", "unavailable", "error",
 }
 
+// RedisEvents are the values of the event label of
+// redis_topology_events_total: what a failover or a resharding looks like
+// from the client. Each is pre-initialised at zero.
+var RedisEvents = []string{
+	"connect", "connect_failed", "master_changed",
+	"readonly", "moved", "ask", "clusterdown", "tryagain", "masterdown", "loading", "noreplicas",
+}
+
 // Metrics holds every collector of one process.
 type Metrics struct {
 	Registry *prometheus.Registry
@@ -43,6 +51,7 @@ type Metrics struct {
 	webhookEvents *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
 	redisErrors   prometheus.Counter
+	redisEvents   *prometheus.CounterVec
 	ackShortfalls prometheus.Counter
 }
 
@@ -74,6 +83,10 @@ func New() *Metrics {
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redis_errors_total", Help: "Redis commands that failed (connection errors, timeouts and error replies).",
 		}),
+		redisEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redis_topology_events_total",
+			Help: "Redis topology changes seen by the client: new connections, a new Sentinel master, and READONLY, MOVED, ASK and other failover replies.",
+		}, []string{"event"}),
 		ackShortfalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redis_replica_acks_shortfall_total",
 			Help: "Creates and settlements written on the Redis primary but answered UNAVAILABLE because fewer replicas acknowledged them in time than PAYMENTS_REDIS_MIN_REPLICA_ACKS.",
@@ -82,10 +95,13 @@ func New() *Metrics {
 	for _, o := range WebhookOutcomes {
 		m.webhookEvents.WithLabelValues(o)
 	}
+	for _, e := range RedisEvents {
+		m.redisEvents.WithLabelValues(e)
+	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.GRPC, m.created, m.replays, m.mismatches, m.webhookEvents, m.httpDuration, m.redisErrors, m.ackShortfalls,
+		m.GRPC, m.created, m.replays, m.mismatches, m.webhookEvents, m.httpDuration, m.redisErrors, m.redisEvents, m.ackShortfalls,
 	)
 	return m
 }
@@ -116,6 +132,9 @@ func (m *Metrics) ObserveWebhook(outcome string) {
 func (m *Metrics) ObserveHTTP(route, method string, code int, seconds float64) {
 	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(seconds)
 }
+
+// ObserveRedisEvent counts one topology event, one of RedisEvents.
+func (m *Metrics) ObserveRedisEvent(event string) { m.redisEvents.WithLabelValues(event).Inc() }
 
 // ObserveReplicaAckShortfall counts one write that fewer replicas
 // acknowledged than required.

@@ -37,12 +37,15 @@ func TestDomainCounters(t *testing.T) {
 	m.ObserveWebhook("applied")
 	m.ObserveHTTP("/v1/webhooks/provider", "POST", 200, 0.002)
 	m.ObserveReplicaAckShortfall()
+	m.ObserveRedisEvent("master_changed")
 	got := scrape(t, m)
 	for _, want := range []string{
 		"payments_created_total 2",
 		"payments_idempotent_replays_total 1",
 		"payments_idempotency_mismatch_total 1",
 		"redis_replica_acks_shortfall_total 1",
+		`redis_topology_events_total{event="master_changed"} 1`,
+		`redis_topology_events_total{event="readonly"} 0`,
 		`webhook_events_total{outcome="applied"} 1`,
 		`webhook_events_total{outcome="conflict"} 0`,
 		`http_request_duration_seconds_count{code="200",method="POST",route="/v1/webhooks/provider"} 1`,
