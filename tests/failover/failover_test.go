@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,9 +57,26 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	go memoryGuard(4 << 30)
 	code := m.Run()
 	printResults()
 	return code
+}
+
+// memoryGuard stops the suite with every goroutine's stack once the heap
+// passes limit. A run needs a few hundred MiB; one full-matrix run on this
+// machine once grew to 24 GiB and was killed by the kernel with no trace, and
+// the cause was not found. If it happens again, this leaves the evidence.
+func memoryGuard(limit uint64) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	for range time.Tick(time.Second) {
+		metrics.Read(sample)
+		if v := sample[0].Value; v.Kind() == metrics.KindUint64 && v.Uint64() > limit {
+			buf := make([]byte, 64<<20)
+			fmt.Fprintf(os.Stderr, "failover suite: heap %d MiB > %d MiB; goroutines:\n%s\n", v.Uint64()>>20, limit>>20, buf[:runtime.Stack(buf, true)])
+			os.Exit(3)
+		}
+	}
 }
 
 // setting is the durability configuration of one run: the service's replica
@@ -77,6 +96,9 @@ var (
 	// An isolated master stops taking writes once no replica has acknowledged
 	// for min-replicas-max-lag seconds; WAIT covers the window before that.
 	acksOn = setting{name: "acks=1", acks: 1, redis: redisSettings{minReplicasToWrite: 1, minReplicasMaxLag: 2}}
+	// Every replica: the only setting that survives a partition which keeps
+	// one acknowledging replica on the losing side.
+	acksAll = setting{name: "acks=2", acks: 2, redis: redisSettings{minReplicasToWrite: 1, minReplicasMaxLag: 2}}
 )
 
 // fault is one bad day: the topology it needs, what it does under load, and
@@ -93,6 +115,9 @@ type fault struct {
 	inject func(t *testing.T, top *topology, l *load) time.Time
 	// mustNotLose says loss is a failure even with acks=0.
 	mustNotLose bool
+	// mayLose names the settings whose guarantee this fault defeats: the
+	// run measures the loss instead of failing on it.
+	mayLose map[string]bool
 }
 
 var faults = []fault{
@@ -130,6 +155,25 @@ var faults = []fault{
 			old := top.data[0]
 			p := cut(t, append(ips(old), "127.0.0.1"), append(ips(top.data[1:]...), ips(top.sentinels...)...))
 			m := top.waitNewMaster(old)
+			at := time.Now()
+			holdFault(l)
+			p.heal()
+			top.waitConverged(m)
+			return at
+		},
+	},
+	{
+		// The counterexample to acks=1: the replica that acknowledged stays
+		// on the old master's side, the sentinels promote the other one.
+		name: "sentinel-partition-master-and-one-replica", topology: startSentinel,
+		settings: []setting{acksOn, acksAll}, mayLose: map[string]bool{acksOn.name: true},
+		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			old, stranded, heir := top.data[0], top.data[1], top.data[2]
+			p := cut(t, ips(old, stranded), append(ips(heir), ips(top.sentinels...)...))
+			m := top.waitNewMaster(old)
+			if m != heir {
+				t.Fatalf("sentinels promoted %s, want %s", m.name, heir.name)
+			}
 			at := time.Now()
 			holdFault(l)
 			p.heal()
@@ -239,7 +283,22 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// guaranteed reports whether the setting promises no loss under the fault,
+// so that any loss fails the run.
+func guaranteed(f fault, s setting) bool {
+	return (s.acks > 0 || f.mustNotLose) && !f.mayLose[s.name]
+}
+
+// shortRun says whether FAILOVER_SHORT (CI) keeps this run: every run that
+// asserts a guarantee, and the one that shows what redialling changed.
+func shortRun(f fault, s setting) bool {
+	return guaranteed(f, s) || f.name == "sentinel-partition-master-and-service" && s.name == acksOff.name
+}
+
 func runFault(t *testing.T, f fault, s setting, workers int) {
+	if os.Getenv("FAILOVER_SHORT") != "" && !shortRun(f, s) {
+		t.Skip("not in the short suite (FAILOVER_SHORT)")
+	}
 	began := time.Now()
 	phase := func(name string) { t.Logf("%6.1fs %s", time.Since(began).Seconds(), name) }
 	rs := s.redis
@@ -292,7 +351,7 @@ func runFault(t *testing.T, f fault, s setting, workers int) {
 			}
 		}
 	}
-	if s.acks > 0 || f.mustNotLose {
+	if guaranteed(f, s) {
 		if rep.AckedLost+rep.LostKeys+rep.DuplicateKeys > 0 {
 			t.Errorf("got %d acknowledged payments lost, %d keys lost and %d keys duplicated with %s, want none", rep.AckedLost, rep.LostKeys, rep.DuplicateKeys, s.name)
 		}
