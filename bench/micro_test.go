@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,10 +80,15 @@ func (alwaysReady) Ready() bool { return true }
 // info, written to io.Discard) over bufconn on the given Redis address and
 // returns a client.
 func serve(b *testing.B, redisAddr string) paymentsv1.PaymentServiceClient {
+	return serveWith(b, redisAddr, storage.Options{IdempotencyTTL: 24 * time.Hour})
+}
+
+// serveWith is serve with storage options of the caller's choosing.
+func serveWith(b *testing.B, redisAddr string, opts storage.Options) paymentsv1.PaymentServiceClient {
 	b.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
 	b.Cleanup(func() { rdb.Close() })
-	repo := storage.New(rdb, storage.Options{IdempotencyTTL: 24 * time.Hour})
+	repo := storage.New(rdb, opts)
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := grpctransport.NewServer(grpctransport.ServerConfig{
 		Logger:       log,
@@ -104,7 +110,7 @@ func serve(b *testing.B, redisAddr string) paymentsv1.PaymentServiceClient {
 }
 
 // redisServer starts a real redis-server for the benchmark, or skips.
-func redisServer(b *testing.B) string {
+func redisServer(b *testing.B, args ...string) string {
 	b.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		b.Skip("redis-server not on PATH")
@@ -115,7 +121,7 @@ func redisServer(b *testing.B) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--dir", b.TempDir())
+	cmd := exec.Command("redis-server", append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--dir", b.TempDir()}, args...)...)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -142,7 +148,7 @@ func BenchmarkRequestPayment(b *testing.B) {
 		addr func(*testing.B) string
 	}{
 		{"miniredis", func(b *testing.B) string { return miniredis.RunT(b).Addr() }},
-		{"redis-server", redisServer},
+		{"redis-server", func(b *testing.B) string { return redisServer(b) }},
 	}
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
@@ -189,6 +195,68 @@ func BenchmarkRequestPayment(b *testing.B) {
 			b.Run("get", func(b *testing.B) {
 				for b.Loop() {
 					if _, err := c.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: seed.GetPaymentId()}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkReplicaAcks measures what PAYMENTS_REDIS_MIN_REPLICA_ACKS costs:
+// the same calls against one primary with one replica, answered at once and
+// after WAIT 1, side by side in one run.
+func BenchmarkReplicaAcks(b *testing.B) {
+	primary := redisServer(b)
+	host, port, _ := net.SplitHostPort(primary)
+	replica := redisServer(b, "--replicaof", host, port)
+	rc := redis.NewClient(&redis.Options{Addr: replica})
+	defer rc.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(rc.Info(context.Background(), "replication").Val(), "master_link_status:up") {
+		if time.Now().After(deadline) {
+			b.Fatal("replica did not sync within 20s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, acks := range []int{0, 1} {
+		b.Run(fmt.Sprintf("acks=%d", acks), func(b *testing.B) {
+			c := serveWith(b, primary, storage.Options{
+				IdempotencyTTL: 24 * time.Hour, MinReplicaAcks: acks, AckTimeout: 250 * time.Millisecond,
+			})
+			ctx := context.Background()
+			req := func(key string) *paymentsv1.RequestPaymentRequest {
+				r := request()
+				return &paymentsv1.RequestPaymentRequest{
+					AmountMinor: r.AmountMinor, Currency: r.Currency, OrderId: r.OrderID,
+					IdempotencyKey: key, Metadata: r.Metadata,
+				}
+			}
+			seedKey := fmt.Sprintf("seed-%d", acks)
+			if _, err := c.RequestPayment(ctx, req(seedKey)); err != nil {
+				b.Fatal(err)
+			}
+			b.Run("new", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("new-parallel64", func(b *testing.B) {
+				b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+			b.Run("replay", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := c.RequestPayment(ctx, req(seedKey)); err != nil {
 						b.Fatal(err)
 					}
 				}
