@@ -101,6 +101,10 @@ test-integration: ## real redis-server (single, AOF, Cluster) and real server re
 FAILOVER_RUNS ?= 3
 FAILOVER_TESTS ?= ^TestFailover$$
 
+.PHONY: test-failover-short
+test-failover-short: ## the bounded failover suite .ci/run runs: every run that asserts no loss, once (root)
+	FAILOVER_SHORT=1 FAILOVER_RUNS=1 go test -tags failover -count=1 -timeout 30m -run '$(FAILOVER_TESTS)' -v ./tests/failover
+
 .PHONY: test-failover
 test-failover: ## Redis failovers under load, checked for lost and duplicated payments: Sentinel kill, partitions, SIGSTOP, Cluster kill, AOF restarts (root; FAILOVER_RUNS=$(FAILOVER_RUNS))
 	FAILOVER_RUNS=$(FAILOVER_RUNS) go test -tags failover -count=1 -timeout 90m -run '$(FAILOVER_TESTS)' -v ./tests/failover
