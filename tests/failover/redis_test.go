@@ -91,6 +91,8 @@ func (n *node) start() {
 		bin = "redis-sentinel"
 	}
 	cmd := exec.Command(bin, n.confPath())
+	// If the suite itself is killed, its Redis processes go with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("start %s: %v", n.name, err)
 	}
