@@ -63,7 +63,7 @@ func TestRedisEventsReplies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h, rec := newTestEvents(false)
 			got := h.ProcessHook(func(context.Context, redis.Cmder) error { return tt.err })(context.Background(), redis.NewCmd(context.Background(), "get", "k"))
-			if got != tt.err {
+			if !errors.Is(got, tt.err) {
 				t.Errorf("hook returned %v, want the command's own %v", got, tt.err)
 			}
 			if diff := cmp.Diff(tt.want, rec.counts); diff != "" {

@@ -25,7 +25,7 @@ type partition struct {
 func iptables(args ...string) error {
 	out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("iptables %s: %v: %s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
