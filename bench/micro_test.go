@@ -154,44 +154,11 @@ func BenchmarkRequestPayment(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			c := serve(b, be.addr(b))
 			ctx := context.Background()
-			req := func(key string) *paymentsv1.RequestPaymentRequest {
-				r := request()
-				return &paymentsv1.RequestPaymentRequest{
-					AmountMinor: r.AmountMinor, Currency: r.Currency, OrderId: r.OrderID,
-					IdempotencyKey: key, Metadata: r.Metadata,
-				}
-			}
-			seed, err := c.RequestPayment(ctx, req("seed"))
+			seed, err := c.RequestPayment(ctx, payRequest("seed"))
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run("new", func(b *testing.B) {
-				for b.Loop() {
-					if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			// 64 concurrent callers on 2 CPUs: the shape of the ghz load,
-			// and the one to profile for throughput.
-			b.Run("new-parallel64", func(b *testing.B) {
-				b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			})
-			b.Run("replay", func(b *testing.B) {
-				for b.Loop() {
-					if _, err := c.RequestPayment(ctx, req("seed")); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+			benchCreates(b, c, "seed")
 			b.Run("get", func(b *testing.B) {
 				for b.Loop() {
 					if _, err := c.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: seed.GetPaymentId()}); err != nil {
@@ -224,43 +191,52 @@ func BenchmarkReplicaAcks(b *testing.B) {
 			c := serveWith(b, primary, storage.Options{
 				IdempotencyTTL: 24 * time.Hour, MinReplicaAcks: acks, AckTimeout: 250 * time.Millisecond,
 			})
-			ctx := context.Background()
-			req := func(key string) *paymentsv1.RequestPaymentRequest {
-				r := request()
-				return &paymentsv1.RequestPaymentRequest{
-					AmountMinor: r.AmountMinor, Currency: r.Currency, OrderId: r.OrderID,
-					IdempotencyKey: key, Metadata: r.Metadata,
-				}
-			}
 			seedKey := fmt.Sprintf("seed-%d", acks)
-			if _, err := c.RequestPayment(ctx, req(seedKey)); err != nil {
+			if _, err := c.RequestPayment(context.Background(), payRequest(seedKey)); err != nil {
 				b.Fatal(err)
 			}
-			b.Run("new", func(b *testing.B) {
-				for b.Loop() {
-					if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("new-parallel64", func(b *testing.B) {
-				b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if _, err := c.RequestPayment(ctx, req(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			})
-			b.Run("replay", func(b *testing.B) {
-				for b.Loop() {
-					if _, err := c.RequestPayment(ctx, req(seedKey)); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+			benchCreates(b, c, seedKey)
 		})
 	}
+}
+
+// payRequest is request() on the wire, under key.
+func payRequest(key string) *paymentsv1.RequestPaymentRequest {
+	r := request()
+	return &paymentsv1.RequestPaymentRequest{
+		AmountMinor: r.AmountMinor, Currency: r.Currency, OrderId: r.OrderID,
+		IdempotencyKey: key, Metadata: r.Metadata,
+	}
+}
+
+// benchCreates runs the create sub-benchmarks every backend shares: one
+// caller with new keys, 64 callers with new keys (the shape of the ghz load,
+// and the one to profile for throughput), and replays of seedKey.
+func benchCreates(b *testing.B, c paymentsv1.PaymentServiceClient, seedKey string) {
+	ctx := context.Background()
+	b.Run("new", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.RequestPayment(ctx, payRequest(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("new-parallel64", func(b *testing.B) {
+		b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.RequestPayment(ctx, payRequest(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("replay", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.RequestPayment(ctx, payRequest(seedKey)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

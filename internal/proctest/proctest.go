@@ -31,6 +31,28 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
+// Prepare is the common start of a TestMain that runs the binary: it checks
+// that every tool is on PATH (the error says how to install them, per hint),
+// and builds the server into a fresh temporary directory, which remove
+// deletes.
+func Prepare(hint string, tools ...string) (bin string, remove func(), err error) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", nil, fmt.Errorf("these tests need %s on PATH (%s): %w", tool, hint, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "payments-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { _ = os.RemoveAll(dir) }
+	if bin, err = Build(dir); err != nil {
+		remove()
+		return "", nil, err
+	}
+	return bin, remove, nil
+}
+
 // Proc is a running child process whose stdout carries JSON log lines.
 type Proc struct {
 	t      testing.TB

@@ -69,3 +69,10 @@ func TestExitStatus(t *testing.T) {
 		t.Errorf("ExitStatus(other) = %q, want x", got)
 	}
 }
+
+func TestPrepareNamesTheMissingTool(t *testing.T) {
+	_, _, err := Prepare("apt-get install nothing", "go", "payments-no-such-tool")
+	if err == nil || !strings.Contains(err.Error(), "payments-no-such-tool") || !strings.Contains(err.Error(), "apt-get install nothing") {
+		t.Errorf("Prepare() error = %v, want one naming the missing tool and how to install it", err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/metrics"
 	"strconv"
@@ -41,22 +40,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "the failover suite cuts partitions with iptables: run it as root (make test-failover)")
 		return 1
 	}
-	for _, tool := range []string{"redis-server", "redis-sentinel", "redis-cli", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Fprintf(os.Stderr, "the failover suite needs %s (apt-get install redis-server redis-sentinel redis-tools iptables): %v\n", tool, err)
-			return 1
-		}
-	}
-	dir, err := os.MkdirTemp("", "payments-failover-bin-")
+	bin, remove, err := proctest.Prepare("apt-get install redis-server redis-sentinel redis-tools iptables", "redis-server", "redis-sentinel", "redis-cli", "iptables")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if binPath, err = proctest.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer remove()
+	binPath = bin
 	go memoryGuard(4 << 30)
 	code := m.Run()
 	printResults()
@@ -137,15 +127,9 @@ var faults = []fault{
 	{
 		name: "sentinel-partition-master", topology: startSentinel, settings: []setting{acksOff, acksOn},
 		inject: func(t *testing.T, top *topology, l *load) time.Time {
+			// The service still reaches the old master.
 			old := top.data[0]
-			p := cut(t, ips(old), append(ips(top.data[1:]...), ips(top.sentinels...)...))
-			m := top.waitNewMaster(old)
-			at := time.Now()
-			// The service still reaches the old master: hold the
-			// partition while calls go on.
-			holdFault(l)
-			p.heal()
-			top.waitConverged(m)
+			at, _ := partitionUnderLoad(t, top, l, old, ips(old), append(ips(top.data[1:]...), ips(top.sentinels...)...))
 			return at
 		},
 	},
@@ -153,12 +137,7 @@ var faults = []fault{
 		name: "sentinel-partition-master-and-service", topology: startSentinel, settings: []setting{acksOffNoRedial, acksOff, acksOn},
 		inject: func(t *testing.T, top *topology, l *load) time.Time {
 			old := top.data[0]
-			p := cut(t, append(ips(old), "127.0.0.1"), append(ips(top.data[1:]...), ips(top.sentinels...)...))
-			m := top.waitNewMaster(old)
-			at := time.Now()
-			holdFault(l)
-			p.heal()
-			top.waitConverged(m)
+			at, _ := partitionUnderLoad(t, top, l, old, append(ips(old), "127.0.0.1"), append(ips(top.data[1:]...), ips(top.sentinels...)...))
 			return at
 		},
 	},
@@ -169,15 +148,10 @@ var faults = []fault{
 		settings: []setting{acksOn, acksAll}, mayLose: map[string]bool{acksOn.name: true},
 		inject: func(t *testing.T, top *topology, l *load) time.Time {
 			old, stranded, heir := top.data[0], top.data[1], top.data[2]
-			p := cut(t, ips(old, stranded), append(ips(heir), ips(top.sentinels...)...))
-			m := top.waitNewMaster(old)
+			at, m := partitionUnderLoad(t, top, l, old, ips(old, stranded), append(ips(heir), ips(top.sentinels...)...))
 			if m != heir {
-				t.Fatalf("sentinels promoted %s, want %s", m.name, heir.name)
+				t.Errorf("sentinels promoted %s, want %s", m.name, heir.name)
 			}
-			at := time.Now()
-			holdFault(l)
-			p.heal()
-			top.waitConverged(m)
 			return at
 		},
 	},
@@ -234,6 +208,21 @@ var faults = []fault{
 			return time.Now()
 		},
 	},
+}
+
+// partitionUnderLoad cuts side a off from side b, waits until the sentinels
+// have promoted a master other than old, holds the partition under load,
+// heals it and waits until replication has converged on the new master. It
+// returns when the takeover was seen, and the new master.
+func partitionUnderLoad(t *testing.T, top *topology, l *load, old *node, a, b []string) (time.Time, *node) {
+	t.Helper()
+	p := cut(t, a, b)
+	m := top.waitNewMaster(old)
+	at := time.Now()
+	holdFault(l)
+	p.heal()
+	top.waitConverged(m)
+	return at, m
 }
 
 // faultHold is how long a partition or a stopped master outlasts the

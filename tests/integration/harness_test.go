@@ -34,22 +34,13 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	for _, tool := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Fprintf(os.Stderr, "integration tests need %s on PATH (apt-get install redis-server redis-tools): %v\n", tool, err)
-			return 1
-		}
-	}
-	dir, err := os.MkdirTemp("", "payments-it-bin-")
+	bin, remove, err := proctest.Prepare("apt-get install redis-server redis-tools", "redis-server", "redis-cli")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if binPath, err = proctest.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer remove()
+	binPath = bin
 	return m.Run()
 }
 
