@@ -102,7 +102,7 @@ FAILOVER_RUNS ?= 3
 FAILOVER_TESTS ?= ^TestFailover$$
 
 .PHONY: test-failover-short
-test-failover-short: ## the bounded failover suite .ci/run runs: every run that asserts no loss, once (root)
+test-failover-short: ## the bounded failover suite .ci/run runs: every run that asserts no loss, once (root; about 3.5 min)
 	FAILOVER_SHORT=1 FAILOVER_RUNS=1 go test -tags failover -count=1 -timeout 30m -run '$(FAILOVER_TESTS)' -v ./tests/failover
 
 .PHONY: test-failover
