@@ -58,7 +58,10 @@ func (h *redisEvents) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
 		if err != nil {
-			h.event(ctx, "connect_failed", slog.String("addr", addr), slog.String("error", err.Error()))
+			// Counted, not logged: the health monitor reports an outage
+			// once, and go-redis dials in goroutines of its own that can
+			// outlive the client, so a line here could follow shutdown.
+			h.observe("connect_failed")
 			return conn, err
 		}
 		remote := conn.RemoteAddr().String()

@@ -152,4 +152,7 @@ func TestRedisEventsDialFailure(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"connect_failed": 1}, rec.counts); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
+	if rec.log.Len() != 0 {
+		t.Errorf("a failed dial logged %q, want only the count (the health monitor reports outages)", rec.log.String())
+	}
 }
