@@ -301,9 +301,24 @@ func TestKubeDisruptionsUnderLoad(t *testing.T) {
 		checkPaymentCount(t, rdb, total)
 		checkNoPartialRecords(t, rdb)
 	}
+	// Ready means every server pod that is not being deleted is Ready. A
+	// replaced pod stays listed through its preStop sleep and drain, and
+	// kubectl wait on the label would wait on it until its timeout.
 	waitServersReady := func(t *testing.T) {
 		k.kubectl("rollout", "status", "deployment/"+k.release, "--timeout", kubeWait.String())
-		k.kubectl("wait", "--for=condition=Ready", "pod", "-l", "app.kubernetes.io/component=server", "--timeout", kubeWait.String())
+		if err := poll(kubeWait, time.Second, func() error {
+			out := k.kubectl("get", "pods", "-l", "app.kubernetes.io/component=server", "-o",
+				`jsonpath={range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}/{.status.conditions[?(@.type=="Ready")].status} {end}`)
+			for _, f := range strings.Fields(out) {
+				name, state, _ := strings.Cut(f, "=")
+				if deleting, ready, _ := strings.Cut(state, "/"); deleting == "" && ready != "True" {
+					return fmt.Errorf("pod %s not Ready", name)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	t.Run("rolling upgrade", func(t *testing.T) {
