@@ -312,15 +312,6 @@ func runFault(t *testing.T, f fault, s setting, workers int) {
 	phase("read back")
 	rep := history.Check(ops, final)
 	late := lostAfter(ops, final, promoted)
-	if os.Getenv("FAILOVER_DEBUG") != "" {
-		var last time.Time
-		for _, op := range ops {
-			if _, ok := final.Payments[op.PaymentID]; op.Code == codes.OK && !ok && op.End.After(last) {
-				last = op.End
-			}
-		}
-		t.Logf("promoted seen at %s, last lost ack at %s", promoted.Format("15:04:05.000"), last.Format("15:04:05.000"))
-	}
 	t.Logf("%s %s: %s; %d of the lost acknowledgements came after the new master took over", f.name, s.name, rep, late)
 	record(f.name, s.name, rep, late)
 
@@ -418,8 +409,8 @@ func printResults() {
 		return
 	}
 	type row struct {
-		runs, calls, acked, failed, lost, late, lostKeys, dupKeys, extra int
-		worst                                                            time.Duration
+		runs, calls, acked, failed, lost, late, dupKeys int
+		worst                                           time.Duration
 	}
 	rows := map[[2]string]*row{}
 	var order [][2]string
@@ -436,9 +427,7 @@ func printResults() {
 		w.failed += r.rep.Calls - r.rep.Acked
 		w.lost += r.rep.AckedLost
 		w.late += r.lateLost
-		w.lostKeys += r.rep.LostKeys
 		w.dupKeys += r.rep.DuplicateKeys
-		w.extra += r.rep.ExtraPayments
 		w.worst = max(w.worst, r.rep.Unavailable.Duration())
 	}
 	fmt.Println("\n| fault | setting | runs | calls | acknowledged | failed (retried) | acknowledged then lost | of which after the takeover | keys with two payments | longest gap without an ack |")
@@ -466,7 +455,7 @@ func readFinal(t *testing.T, top *topology, ops []history.Op) history.Final {
 	}
 	keys := map[string]string{} // redis key of an idempotency record -> client key
 	for _, op := range ops {
-		keys[storageIdemKey(op.Key)] = op.Key
+		keys[storage.IdempotencyKey(op.Key)] = op.Key
 	}
 	final := history.Final{Payments: map[string]history.Stored{}, Keys: map[string]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -508,8 +497,6 @@ func readFinal(t *testing.T, top *topology, ops []history.Op) history.Final {
 	}
 	return final
 }
-
-func storageIdemKey(key string) string { return storage.IdempotencyKey(key) }
 
 // storedPayment decodes a payment hash as the storage package writes it.
 func storedPayment(t *testing.T, f map[string]string) history.Stored {
