@@ -118,7 +118,7 @@ func (b *bench) run(memN int) error {
 	}
 	svc, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
 		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
-		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (b *bench) experiments() error {
 			return err
 		}
 		env := []string{"PAYMENTS_REDIS_ADDRS=" + b.redis, "PAYMENTS_GRPC_ADDR=" + addr, "PAYMENTS_LOG_LEVEL=info",
-			"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret}
+			"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret}
 		if v.env != "" {
 			env = append(env, v.env)
 		}

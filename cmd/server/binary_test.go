@@ -53,7 +53,7 @@ const logWait = 20 * time.Second
 
 func startBinary(t *testing.T, env ...string) *proctest.Proc {
 	t.Helper()
-	base := []string{"PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + testSecret}
+	base := []string{"PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + testSecret}
 	return proctest.Start(t, binPath, append(os.Environ(), append(base, env...)...))
 }
 

@@ -67,6 +67,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 func TestServeStopsWithContext(t *testing.T) {
 	t.Setenv("PAYMENTS_GRPC_ADDR", "127.0.0.1:0")
 	t.Setenv("PAYMENTS_HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv("PAYMENTS_ADMIN_ADDR", "127.0.0.1:0")
 	t.Setenv("PAYMENTS_WEBHOOK_SECRETS", testSecret)
 	t.Setenv("PAYMENTS_UNKNOWN_SETTING", "x")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,7 +80,7 @@ func TestServeStopsWithContext(t *testing.T) {
 	// whole story in order: the listeners are announced before the shutdown.
 	out := stdout.String()
 	last := -1
-	for _, want := range []string{"PAYMENTS_UNKNOWN_SETTING", "EMBEDDED STORE", "grpc server listening", "http server listening", "shutdown started", "shutdown complete"} {
+	for _, want := range []string{"PAYMENTS_UNKNOWN_SETTING", "EMBEDDED STORE", "grpc server listening", "http server listening", "admin server listening", "shutdown started", "shutdown complete"} {
 		i := strings.Index(out, want)
 		switch {
 		case i < 0:

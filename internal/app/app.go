@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,8 +42,10 @@ type App struct {
 	log       *slog.Logger
 	grpcLis   net.Listener
 	httpLis   net.Listener
+	adminLis  net.Listener
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
+	adminSrv  *http.Server
 	health    *health.Server
 	monitor   *monitor
 	stopRedis func()
@@ -95,33 +98,49 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	})
 	m.GRPC.InitializeMetrics(grpcSrv)
 
-	httpSrv := &http.Server{
-		Handler: httptransport.NewHandler(httptransport.Config{
-			Logger:   log,
-			Store:    repo,
-			Verifier: webhook.NewVerifier(cfg.Webhook.keys(), cfg.Webhook.Tolerance, nil),
-			Ready:    mon.Ready,
-			Metrics:  m.Handler(),
-			Observer: m,
-		}),
-		ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	httpSrv := newHTTPServer(log, httptransport.NewHandler(httptransport.Config{
+		Logger:   log,
+		Store:    repo,
+		Verifier: webhook.NewVerifier(cfg.Webhook.keys(), cfg.Webhook.Tolerance, nil),
+		Observer: m,
+	}))
+	adminSrv := newHTTPServer(log, httptransport.NewAdminHandler(httptransport.AdminConfig{
+		Logger:   log,
+		Ready:    mon.Ready,
+		Metrics:  m.Handler(),
+		Pprof:    cfg.Pprof,
+		Observer: m,
+	}))
+	if cfg.Pprof {
+		// A profile runs for as long as the caller asks.
+		adminSrv.WriteTimeout = 0
 	}
 
 	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
-	if err != nil {
-		stopRedis()
-		return nil, fmt.Errorf("listen on PAYMENTS_GRPC_ADDR %s: %w", cfg.GRPCAddr, err)
+	var bound []net.Listener
+	listen := func(name, addr string) (net.Listener, error) {
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, b := range bound {
+				_ = b.Close()
+			}
+			stopRedis()
+			return nil, fmt.Errorf("listen on %s %s: %w", name, addr, err)
+		}
+		bound = append(bound, l)
+		return l, nil
 	}
-	httpLis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	grpcLis, err := listen("PAYMENTS_GRPC_ADDR", cfg.GRPCAddr)
 	if err != nil {
-		_ = grpcLis.Close()
-		stopRedis()
-		return nil, fmt.Errorf("listen on PAYMENTS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return nil, err
+	}
+	httpLis, err := listen("PAYMENTS_HTTP_ADDR", cfg.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	adminLis, err := listen("PAYMENTS_ADMIN_ADDR", cfg.AdminAddr)
+	if err != nil {
+		return nil, err
 	}
 
 	// Loading scripts ahead is an optimisation; with Redis down the first
@@ -136,8 +155,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	// then fails with the same explanation.
 	switch err := repo.CheckAcks(lctx); {
 	case errors.Is(err, storage.ErrAckUnsupported):
-		_ = httpLis.Close()
-		_ = grpcLis.Close()
+		for _, b := range bound {
+			_ = b.Close()
+		}
 		stopRedis()
 		return nil, fmt.Errorf("PAYMENTS_REDIS_ACK_COMMAND is waitaof: %w", err)
 	case err != nil:
@@ -146,7 +166,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 	return &App{
 		cfg: cfg, log: log,
-		grpcLis: grpcLis, httpLis: httpLis, grpcSrv: grpcSrv, httpSrv: httpSrv,
+		grpcLis: grpcLis, httpLis: httpLis, adminLis: adminLis,
+		grpcSrv: grpcSrv, httpSrv: httpSrv, adminSrv: adminSrv,
 		health: hs, monitor: mon, stopRedis: stopRedis,
 	}, nil
 }
@@ -154,8 +175,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 // GRPCAddr is the bound gRPC address.
 func (a *App) GRPCAddr() net.Addr { return a.grpcLis.Addr() }
 
-// HTTPAddr is the bound HTTP address.
+// HTTPAddr is the bound public HTTP address (the webhook).
 func (a *App) HTTPAddr() net.Addr { return a.httpLis.Addr() }
+
+// AdminAddr is the bound admin HTTP address (metrics, probes, pprof).
+func (a *App) AdminAddr() net.Addr { return a.adminLis.Addr() }
+
+func newHTTPServer(log *slog.Logger, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
 
 // Run serves until ctx ends or a server fails, then shuts down: readiness goes
 // NOT_SERVING first, in-flight calls and requests get
@@ -179,18 +214,22 @@ func (a *App) Run(ctx context.Context) error {
 	a.log.Info("grpc server listening", slog.String("addr", a.grpcLis.Addr().String()),
 		slog.Bool("embedded_store", a.cfg.Embedded()))
 	a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()))
+	a.log.Info("admin server listening", slog.String("addr", a.adminLis.Addr().String()),
+		slog.Bool("pprof", a.cfg.Pprof))
 
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() {
 		if err := a.grpcSrv.Serve(a.grpcLis); err != nil {
 			serveErr <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
-	go func() {
-		if err := a.httpSrv.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- fmt.Errorf("http server: %w", err)
+	serveHTTP := func(name string, srv *http.Server, lis net.Listener) {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("%s server: %w", name, err)
 		}
-	}()
+	}
+	go serveHTTP("http", a.httpSrv, a.httpLis)
+	go serveHTTP("admin", a.adminSrv, a.adminLis)
 
 	var runErr error
 	select {
@@ -230,13 +269,16 @@ func (a *App) drain(ctx context.Context) bool {
 		a.grpcSrv.GracefulStop()
 		close(grpcDone)
 	})
-	httpClean := true
-	wg.Go(func() {
-		if err := a.httpSrv.Shutdown(ctx); err != nil {
-			httpClean = false
-			_ = a.httpSrv.Close()
-		}
-	})
+	var httpClean atomic.Bool
+	httpClean.Store(true)
+	for _, srv := range []*http.Server{a.httpSrv, a.adminSrv} {
+		wg.Go(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				httpClean.Store(false)
+				_ = srv.Close()
+			}
+		})
+	}
 	grpcClean := true
 	select {
 	case <-grpcDone:
@@ -245,5 +287,5 @@ func (a *App) drain(ctx context.Context) bool {
 		a.grpcSrv.Stop()
 	}
 	wg.Wait()
-	return grpcClean && httpClean
+	return grpcClean && httpClean.Load()
 }

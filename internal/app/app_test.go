@@ -37,6 +37,7 @@ func testConfig(redisAddr string) Config {
 		Environment:      "development",
 		GRPCAddr:         "127.0.0.1:0",
 		HTTPAddr:         "127.0.0.1:0",
+		AdminAddr:        "127.0.0.1:0",
 		GRPCReflection:   true,
 		GRPCMaxRecvBytes: 65536,
 		ShutdownTimeout:  5 * time.Second,
@@ -82,10 +83,10 @@ func startApp(t *testing.T, cfg Config) (a *App, conn *grpc.ClientConn, stop fun
 	return a, conn, stop
 }
 
-// get fetches a path from the app's HTTP plane.
+// get fetches a path from the app's admin plane.
 func get(t *testing.T, a *App, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+a.HTTPAddr().String()+path, nil)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+a.AdminAddr().String()+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func TestReplicaAcksAreWired(t *testing.T) {
 func TestNewRefusesWaitAOFWhereRedisLacksIt(t *testing.T) {
 	mr := miniredis.RunT(t) // like Redis before 7.2, it does not know WAITAOF
 	cfg := testConfig(mr.Addr())
-	cfg.GRPCAddr, cfg.HTTPAddr = freeAddr(t), freeAddr(t)
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.AdminAddr = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.Redis.MinReplicaAcks, cfg.Redis.ReplicaAckTimeout, cfg.Redis.AckCommand = 1, 100*time.Millisecond, "waitaof"
 	_, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "PAYMENTS_REDIS_ACK_COMMAND") || !strings.Contains(err.Error(), "7.2") {
@@ -258,10 +259,11 @@ func TestNewRefusesWaitAOFWhereRedisLacksIt(t *testing.T) {
 	a.stopRedis()
 	_ = a.grpcLis.Close()
 	_ = a.httpLis.Close()
+	_ = a.adminLis.Close()
 
 	// Redis down: the check cannot run, so start-up goes on.
 	mr.Close()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Redis.AckCommand = "waitaof"
 	a, err = New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {

@@ -23,7 +23,9 @@ const EnvPrefix = "PAYMENTS"
 type Config struct {
 	Environment      string        `envconfig:"ENVIRONMENT" default:"development" desc:"development or production; production refuses the embedded store"`
 	GRPCAddr         string        `envconfig:"GRPC_ADDR" default:":50051" desc:"gRPC listen address"`
-	HTTPAddr         string        `envconfig:"HTTP_ADDR" default:":8080" desc:"HTTP listen address: webhooks, /metrics, /healthz, /readyz"`
+	HTTPAddr         string        `envconfig:"HTTP_ADDR" default:":8080" desc:"public HTTP listen address: the provider webhook only"`
+	AdminAddr        string        `envconfig:"ADMIN_ADDR" default:":9090" desc:"private admin HTTP listen address: /metrics, /healthz, /readyz and pprof; keep it off ingresses"`
+	Pprof            bool          `envconfig:"PPROF" default:"false" desc:"serve the Go runtime profiles under /debug/pprof/ on the admin port"`
 	GRPCReflection   bool          `envconfig:"GRPC_REFLECTION" default:"true" desc:"register gRPC server reflection (for grpcurl)"`
 	GRPCMaxRecvBytes int           `envconfig:"GRPC_MAX_RECV_BYTES" default:"65536" desc:"largest request message accepted, in bytes"`
 	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`

@@ -27,6 +27,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		Environment:      "development",
 		GRPCAddr:         ":50051",
 		HTTPAddr:         ":8080",
+		AdminAddr:        ":9090",
 		GRPCReflection:   true,
 		GRPCMaxRecvBytes: 65536,
 		ShutdownTimeout:  15 * time.Second,

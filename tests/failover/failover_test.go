@@ -355,6 +355,7 @@ func startService(t *testing.T, env []string) service {
 	base = append(base,
 		"PAYMENTS_GRPC_ADDR=127.0.0.1:0",
 		"PAYMENTS_HTTP_ADDR=127.0.0.1:0",
+		"PAYMENTS_ADMIN_ADDR=127.0.0.1:0",
 		"PAYMENTS_WEBHOOK_SECRETS=whsec_"+base64.StdEncoding.EncodeToString(secret),
 		"PAYMENTS_HEALTH_INTERVAL=100ms",
 		"PAYMENTS_LOG_LEVEL="+envOr("FAILOVER_LOG_LEVEL", "info"),

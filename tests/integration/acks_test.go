@@ -75,7 +75,7 @@ func TestReplicaAcks(t *testing.T) {
 	}
 	waitReplicaCaughtUp(t, pc)
 
-	shortfalls := metric(t, srv.http, "redis_replica_acks_shortfall_total")
+	shortfalls := metric(t, srv.admin, "redis_replica_acks_shortfall_total")
 	calls := 0
 	// A replay and a duplicate event write nothing but their touch. Each is
 	// checked in a freeze of its own, while every pooled connection's last
@@ -120,7 +120,7 @@ func TestReplicaAcks(t *testing.T) {
 		t.Errorf("webhook with the replica frozen: HTTP %d (%s), want 503", code, outcome)
 	}
 	calls++
-	if got := metric(t, srv.http, "redis_replica_acks_shortfall_total") - shortfalls; got != float64(calls) {
+	if got := metric(t, srv.admin, "redis_replica_acks_shortfall_total") - shortfalls; got != float64(calls) {
 		t.Errorf("redis_replica_acks_shortfall_total rose by %v, want %d (one per call)", got, calls)
 	}
 

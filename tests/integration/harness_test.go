@@ -277,9 +277,10 @@ func tail(s string, n int) string {
 // server is one real payments-svc process and the addresses it bound.
 type server struct {
 	*proctest.Proc
-	t    *testing.T
-	addr string // bound gRPC address
-	http string // bound HTTP address: webhooks and probes
+	t     *testing.T
+	addr  string // bound gRPC address
+	http  string // bound public HTTP address: the webhook
+	admin string // bound admin HTTP address: metrics and probes
 }
 
 // baseEnv is the environment every server gets, with any PAYMENTS_* of the
@@ -294,6 +295,7 @@ func baseEnv() []string {
 	return append(env,
 		"PAYMENTS_GRPC_ADDR=127.0.0.1:0",
 		"PAYMENTS_HTTP_ADDR=127.0.0.1:0",
+		"PAYMENTS_ADMIN_ADDR=127.0.0.1:0",
 		"PAYMENTS_WEBHOOK_SECRETS="+webhookSecret,
 		"PAYMENTS_LOG_LEVEL=info",
 		// Outages are noticed within a few of these; kept short so the
@@ -309,6 +311,7 @@ func startServer(t *testing.T, env ...string) *server {
 	s := &server{Proc: proctest.Start(t, binPath, append(baseEnv(), env...)), t: t}
 	s.addr = s.waitLog("grpc server listening")["addr"].(string)
 	s.http = s.waitLog("http server listening")["addr"].(string)
+	s.admin = s.waitLog("admin server listening")["addr"].(string)
 	return s
 }
 

@@ -44,8 +44,8 @@ func TestRedisOutage(t *testing.T) {
 
 	waitHealth(t, hc, readinessService, notServing, readyTimeout)
 	waitHealth(t, hc, "", notServing, readyTimeout)
-	waitHTTPStatus(t, srv.http, "/readyz", http.StatusServiceUnavailable, readyTimeout)
-	waitHTTPStatus(t, srv.http, "/healthz", http.StatusOK, time.Second)
+	waitHTTPStatus(t, srv.admin, "/readyz", http.StatusServiceUnavailable, readyTimeout)
+	waitHTTPStatus(t, srv.admin, "/healthz", http.StatusOK, time.Second)
 	// Liveness must not follow Redis, or an outage would restart every pod.
 	waitHealth(t, hc, "liveness", serving, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -78,7 +78,7 @@ func TestRedisOutage(t *testing.T) {
 
 	rs.restart()
 	took := waitHealth(t, hc, readinessService, serving, recoveryBound)
-	waitHTTPStatus(t, srv.http, "/readyz", http.StatusOK, recoveryBound)
+	waitHTTPStatus(t, srv.admin, "/readyz", http.StatusOK, recoveryBound)
 	t.Logf("readiness back %v after redis-server answered PING (bound %v)", took, recoveryBound)
 	if srv.Exited() {
 		t.Fatal("server process exited during the outage, want it to keep running")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/payments-svc/payments-svc/internal/requestid"
@@ -63,6 +64,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // quietRoutes are scraped and probed every few seconds; their lines are
 // logged at debug so they do not drown the traffic that matters.
+const pprofPrefix = "/debug/pprof/"
+
 var quietRoutes = map[string]bool{"/metrics": true, "/healthz": true, "/readyz": true}
 
 // accessLog writes one JSON line per request with its route, status,
@@ -123,9 +126,11 @@ func accessLog(log *slog.Logger, obs Observer, next http.Handler) http.Handler {
 // routeOf names the route for logs and metric labels. Unknown paths share
 // one label, so a scanner cannot blow up the metric's cardinality.
 func routeOf(r *http.Request) string {
-	switch p := r.URL.Path; p {
-	case WebhookPath, "/metrics", "/healthz", "/readyz":
+	switch p := r.URL.Path; {
+	case p == WebhookPath || p == "/metrics" || p == "/healthz" || p == "/readyz":
 		return p
+	case strings.HasPrefix(p, pprofPrefix):
+		return pprofPrefix
 	default:
 		return "unmatched"
 	}

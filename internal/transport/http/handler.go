@@ -1,7 +1,9 @@
-// Package httptransport owns the HTTP plane of payments-svc: the provider
-// webhook intake, the Prometheus scrape endpoint, the liveness and readiness
-// probes, and the access log. Webhook checks run in a fixed order: method,
-// content type, size, signature on the raw bytes, then JSON, then Redis.
+// Package httptransport owns the HTTP planes of payments-svc: the public one,
+// which is the provider webhook intake and nothing else, and the private
+// admin one, which serves the Prometheus scrape, the liveness and readiness
+// probes and, when enabled, pprof. Both share the access log. Webhook checks
+// run in a fixed order: method, content type, size, signature on the raw
+// bytes, then JSON, then Redis.
 package httptransport
 
 import (
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/payments-svc/payments-svc/internal/payments"
@@ -42,19 +45,36 @@ type Config struct {
 	Logger   *slog.Logger
 	Store    EventStore
 	Verifier *webhook.Verifier
-	// Ready reports readiness; it follows Redis like grpc.health.v1.
-	Ready func() bool
-	// Metrics serves /metrics.
-	Metrics  http.Handler
 	Observer Observer
 }
 
-// NewHandler returns the routes wrapped in the access log.
+// NewHandler returns the public routes, which an ingress may expose: the
+// provider webhook only, wrapped in the access log.
 func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	// The webhook route takes every method so that a wrong one still gets a
 	// problem+json answer rather than the mux's plain-text 405.
 	mux.Handle(WebhookPath, &webhookHandler{store: cfg.Store, verifier: cfg.Verifier})
+	return accessLog(cfg.Logger, cfg.Observer, mux)
+}
+
+// AdminConfig is what NewAdminHandler needs.
+type AdminConfig struct {
+	Logger *slog.Logger
+	// Ready reports readiness; it follows Redis like grpc.health.v1.
+	Ready func() bool
+	// Metrics serves /metrics.
+	Metrics http.Handler
+	// Pprof serves the Go runtime profiles under /debug/pprof/.
+	Pprof    bool
+	Observer Observer
+}
+
+// NewAdminHandler returns the private routes: /metrics, /healthz, /readyz
+// and, when enabled, /debug/pprof/. They reveal internals, so they belong on
+// a port that only the cluster's scrapers and operators reach.
+func NewAdminHandler(cfg AdminConfig) http.Handler {
+	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", cfg.Metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
@@ -66,6 +86,13 @@ func NewHandler(cfg Config) http.Handler {
 		}
 		writeText(w, http.StatusOK, "ok")
 	})
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return accessLog(cfg.Logger, cfg.Observer, mux)
 }
 

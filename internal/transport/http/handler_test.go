@@ -33,6 +33,7 @@ var (
 
 type env struct {
 	srv     *httptest.Server
+	admin   *httptest.Server
 	mr      *miniredis.Miniredis
 	repo    *storage.Repository
 	metrics *metrics.Metrics
@@ -66,16 +67,23 @@ func startWith(t *testing.T, opts storage.Options) *env {
 	t.Cleanup(func() { client.Close() })
 	opts.Observer = e.metrics
 	e.repo = storage.New(client, opts)
+	log := slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := NewHandler(Config{
-		Logger:   slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   log,
 		Store:    e.repo,
 		Verifier: webhook.NewVerifier([][]byte{keyCurrent, keyOld}, 5*time.Minute, func() time.Time { return clock }),
-		Ready:    func() bool { return e.ready },
-		Metrics:  e.metrics.Handler(),
 		Observer: e.metrics,
 	})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
+	e.admin = httptest.NewServer(NewAdminHandler(AdminConfig{
+		Logger:   log,
+		Ready:    func() bool { return e.ready },
+		Metrics:  e.metrics.Handler(),
+		Pprof:    true,
+		Observer: e.metrics,
+	}))
+	t.Cleanup(e.admin.Close)
 	return e
 }
 
@@ -311,7 +319,7 @@ func TestWebhook(t *testing.T) {
 // scrape reads /metrics as Prometheus would.
 func (e *env) scrape(t *testing.T) string {
 	t.Helper()
-	resp, err := e.srv.Client().Get(e.srv.URL + "/metrics")
+	resp, err := e.admin.Client().Get(e.admin.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +421,7 @@ func TestProbes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.path+"/ready="+strconv.FormatBool(tt.ready), func(t *testing.T) {
 			e.ready = tt.ready
-			resp, err := e.srv.Client().Get(e.srv.URL + tt.path)
+			resp, err := e.admin.Client().Get(e.admin.URL + tt.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -424,6 +432,54 @@ func TestProbes(t *testing.T) {
 		})
 	}
 	e.ready = true
+}
+
+// TestPortsSplit checks that the public port serves the webhook only and
+// the admin port everything operational, so an ingress in front of the
+// public port exposes no metrics, probes or profiles.
+func TestPortsSplit(t *testing.T) {
+	e := start(t)
+	tests := []struct {
+		name string
+		srv  *httptest.Server
+		path string
+		want int
+	}{
+		{"public/metrics", e.srv, "/metrics", http.StatusNotFound},
+		{"public/healthz", e.srv, "/healthz", http.StatusNotFound},
+		{"public/readyz", e.srv, "/readyz", http.StatusNotFound},
+		{"public/pprof", e.srv, "/debug/pprof/", http.StatusNotFound},
+		{"admin/metrics", e.admin, "/metrics", http.StatusOK},
+		{"admin/pprof", e.admin, "/debug/pprof/", http.StatusOK},
+		{"admin/pprof-heap", e.admin, "/debug/pprof/heap", http.StatusOK},
+		{"admin/webhook", e.admin, WebhookPath, http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := tt.srv.Client().Get(tt.srv.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s = %d, want %d", tt.path, resp.StatusCode, tt.want)
+			}
+		})
+	}
+	if strings.Contains(e.scrape(t), "/debug/pprof/heap") {
+		t.Errorf("/metrics carries a raw pprof path as a label value")
+	}
+
+	off := httptest.NewServer(NewAdminHandler(AdminConfig{Logger: slog.New(slog.DiscardHandler), Metrics: e.metrics.Handler(), Observer: e.metrics}))
+	defer off.Close()
+	resp, err := off.Client().Get(off.URL + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ with pprof off = %d, want 404", resp.StatusCode)
+	}
 }
 
 func TestWebhookStoreOutage(t *testing.T) {
@@ -485,7 +541,6 @@ func TestWebhookUnexpectedStoreError(t *testing.T) {
 		Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Store:    failingStore{},
 		Verifier: webhook.NewVerifier([][]byte{keyCurrent}, time.Minute, func() time.Time { return clock }),
-		Metrics:  m.Handler(),
 		Observer: m,
 	})
 	body := []byte(event("payment.succeeded", payments.NewID("k", clock), ""))
