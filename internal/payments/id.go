@@ -2,6 +2,7 @@ package payments
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -17,8 +18,8 @@ import (
 // "pay_" is an opaque type prefix; the 26 characters after it are a ULID
 // (48-bit millisecond timestamp, then 80 random bits, Crockford base32), so ids
 // sort by creation time; the 8 lowercase hex characters after the last "_"
-// are the Redis Cluster hash tag of the payment's idempotency key. Every
-// character is URL-safe.
+// are the Redis Cluster hash tag of the payment's idempotency scope, the
+// merchant and its idempotency key. Every character is URL-safe.
 //
 // The tag is why GetPayment needs nothing but the id: it names the cluster
 // slot that holds both the payment and its idempotency record.
@@ -33,18 +34,25 @@ const (
 var ErrMalformedID = errors.New("malformed payment_id")
 
 // HashTag derives the Redis Cluster hash tag shared by every key of one
-// payment from its idempotency key. Hashing spreads payments evenly across
-// slots and keeps client-chosen characters such as '{' out of key names.
-func HashTag(idempotencyKey string) string {
-	sum := sha256.Sum256([]byte(idempotencyKey))
-	return hex.EncodeToString(sum[:tagLen/2])
+// payment from its idempotency scope: the merchant and the merchant's
+// idempotency key. Hashing spreads payments evenly across slots and keeps
+// client-chosen characters such as '{' out of key names. The merchant id is
+// length-prefixed, so no merchant and key pair can pose as another.
+func HashTag(merchantID, idempotencyKey string) string {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(merchantID)))
+	h.Write(n[:])
+	h.Write([]byte(merchantID))
+	h.Write([]byte(idempotencyKey))
+	return hex.EncodeToString(h.Sum(nil)[:tagLen/2])
 }
 
 // NewID returns a fresh payment_id for a payment created at now under the
-// given idempotency key.
-func NewID(idempotencyKey string, now time.Time) string {
+// given merchant and idempotency key.
+func NewID(merchantID, idempotencyKey string, now time.Time) string {
 	id := ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy())
-	return idPrefix + id.String() + "_" + HashTag(idempotencyKey)
+	return idPrefix + id.String() + "_" + HashTag(merchantID, idempotencyKey)
 }
 
 // ParseID checks the format of a payment_id and returns its hash tag.

@@ -41,6 +41,9 @@ func (s Status) Settled() bool { return s == StatusSucceeded || s == StatusFaile
 // Request is a validated-or-not request to create a payment, as the client
 // sent it.
 type Request struct {
+	// MerchantID is the authenticated caller, never a field the client
+	// sends: it scopes the idempotency key.
+	MerchantID     string
 	AmountMinor    int64
 	Currency       string
 	OrderID        string
@@ -51,6 +54,7 @@ type Request struct {
 // Payment is the stored record of one payment.
 type Payment struct {
 	ID             string
+	MerchantID     string
 	Status         Status
 	AmountMinor    int64
 	Currency       string
@@ -111,7 +115,8 @@ var (
 // Validate. The caller supplies the clock so tests can pin it.
 func New(req Request, now time.Time) Payment {
 	return Payment{
-		ID:             NewID(req.IdempotencyKey, now),
+		ID:             NewID(req.MerchantID, req.IdempotencyKey, now),
+		MerchantID:     req.MerchantID,
 		Status:         StatusPending,
 		AmountMinor:    req.AmountMinor,
 		Currency:       req.Currency,

@@ -59,7 +59,7 @@ func TestFingerprint(t *testing.T) {
 
 func TestNewIDRoundTrip(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	id := NewID("key-1", now)
+	id := NewID("m_test", "key-1", now)
 	if len(id) != idLen || !strings.HasPrefix(id, "pay_") {
 		t.Fatalf("NewID() = %q, want pay_ prefix and %d characters", id, idLen)
 	}
@@ -67,17 +67,29 @@ func TestNewIDRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseID(%q) error = %v", id, err)
 	}
-	if want := HashTag("key-1"); tag != want {
+	if want := HashTag("m_test", "key-1"); tag != want {
 		t.Errorf("ParseID(%q) tag = %q, want %q", id, tag, want)
 	}
-	later := NewID("key-1", now.Add(time.Millisecond))
+	later := NewID("m_test", "key-1", now.Add(time.Millisecond))
 	if later <= id {
 		t.Errorf("NewID at a later time = %q, want it to sort after %q", later, id)
 	}
 }
 
+func TestHashTagScopesByMerchant(t *testing.T) {
+	pairs := [][2]string{{"m_a", "k"}, {"m_b", "k"}, {"m_a", "k2"}, {"m_ab", "c"}, {"m_a", "bc"}, {"", "m_ak"}}
+	seen := map[string][2]string{}
+	for _, p := range pairs {
+		tag := HashTag(p[0], p[1])
+		if prev, dup := seen[tag]; dup {
+			t.Errorf("HashTag(%q, %q) = HashTag(%q, %q) = %s, want distinct scopes to get distinct tags", p[0], p[1], prev[0], prev[1], tag)
+		}
+		seen[tag] = p
+	}
+}
+
 func TestParseIDRejects(t *testing.T) {
-	good := NewID("key-1", time.Unix(1_700_000_000, 0))
+	good := NewID("m_test", "key-1", time.Unix(1_700_000_000, 0))
 	tests := map[string]string{
 		"empty":               "",
 		"no prefix":           "xay_" + good[4:],

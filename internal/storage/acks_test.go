@@ -209,7 +209,7 @@ func TestReplicaAcksOnePipeline(t *testing.T) {
 	ctx := context.Background()
 	req := request("k1")
 	p := payments.New(req, t0)
-	idem := IdempotencyKey("k1")
+	idem := IdempotencyKey("m_test", "k1")
 
 	rc, outcome, err := repo.Create(ctx, p, payments.Fingerprint(req))
 	if err != nil || outcome != payments.OutcomeCreated {
@@ -274,7 +274,7 @@ func TestReplicaAckShortfallCreate(t *testing.T) {
 		t.Errorf("error = %q, want it to say how many replicas acknowledged", err)
 	}
 	// The primary holds the payment: the retry must find it, not create another.
-	if got := mr.HGet(IdempotencyKey("k1"), "id"); got != first.ID {
+	if got := mr.HGet(IdempotencyKey("m_test", "k1"), "id"); got != first.ID {
 		t.Fatalf("primary holds payment %q for the key, want %q", got, first.ID)
 	}
 	keys := mr.Keys()
@@ -599,7 +599,7 @@ func TestReplicaAcksClusterMovedIsRetryable(t *testing.T) {
 	// A key the slot map places on the old owner.
 	var key string
 	for i := 0; key == ""; i++ {
-		node, err := c.client.MasterForKey(ctx, IdempotencyKey(fmt.Sprintf("k%d", i)))
+		node, err := c.client.MasterForKey(ctx, IdempotencyKey("m_test", fmt.Sprintf("k%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -623,7 +623,7 @@ func TestReplicaAcksClusterMovedIsRetryable(t *testing.T) {
 		t.Fatalf("slot map not reloaded after MOVED: %v", err)
 	}
 	if err := poll(func() bool {
-		node, err := c.client.MasterForKey(ctx, IdempotencyKey(key))
+		node, err := c.client.MasterForKey(ctx, IdempotencyKey("m_test", key))
 		return err == nil && port(node.Options().Addr) == port(newOwner)
 	}); err != nil {
 		t.Fatalf("slot map still places %s on the old owner: %v", key, err)
@@ -631,7 +631,7 @@ func TestReplicaAcksClusterMovedIsRetryable(t *testing.T) {
 	if _, outcome, err := repo.Create(ctx, p, payments.Fingerprint(req)); err != nil || outcome != payments.OutcomeCreated {
 		t.Fatalf("retry after the reload = %v, %v, want created on the new owner", outcome, err)
 	}
-	if !c.nodes[port(newOwner)].Exists(IdempotencyKey(key)) || c.nodes[port(oldOwner)].Exists(IdempotencyKey(key)) {
+	if !c.nodes[port(newOwner)].Exists(IdempotencyKey("m_test", key)) || c.nodes[port(oldOwner)].Exists(IdempotencyKey("m_test", key)) {
 		t.Errorf("the payment is not on the new owner alone")
 	}
 }

@@ -2,8 +2,8 @@
 -- runs the whole script before any other command, so there is no window
 -- between the check and the write, whatever the number of callers or replicas.
 --
--- KEYS[1] idempotency record   pmt:{tag}:idem:<sha256(key)>
--- KEYS[2] payment record       pmt:{tag}:pay:<payment_id>
+-- KEYS[1] idempotency record   pmt:v2:{tag}:idem:<merchant>:<sha256(key)>
+-- KEYS[2] payment record       pmt:v2:{tag}:pay:<payment_id>
 -- ARGV[1] request fingerprint
 -- ARGV[2] idempotency TTL, milliseconds
 -- ARGV[3] payment TTL, milliseconds (0 keeps it forever)
@@ -11,6 +11,7 @@
 --           currency, order_id, idempotency_key, metadata (JSON)
 -- ARGV[13]  "1" when the caller sends WAIT after this script on the same
 --           connection (replica acknowledgements on), else "0"
+-- ARGV[14]  merchant id, the owner GetPayment checks
 --
 -- Returns {"created"}, {"replay", id, status, message, created_at},
 -- {"mismatch"} or {"collision"} (a payment_id already in use; the caller
@@ -49,7 +50,8 @@ end
 -- checks OOM when a script first writes), so a refusal leaves nothing behind.
 redis.call('HSET', KEYS[2],
   'id', ARGV[4], 'st', ARGV[5], 'msg', ARGV[6], 'ts', ARGV[7],
-  'amt', ARGV[8], 'cur', ARGV[9], 'ord', ARGV[10], 'ik', ARGV[11], 'md', ARGV[12])
+  'amt', ARGV[8], 'cur', ARGV[9], 'ord', ARGV[10], 'ik', ARGV[11], 'md', ARGV[12],
+  'mer', ARGV[14])
 if tonumber(ARGV[3]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end

@@ -35,8 +35,14 @@ var (
 	settleScript = redis.NewScript(settleSource)
 )
 
-// keyPrefix namespaces every key of the service.
-const keyPrefix = "pmt:"
+// keyPrefix namespaces every key of the service and versions the layout.
+// Version 2 scopes idempotency to the merchant; the unversioned layout before
+// it ("pmt:{tag}:…") is never read, see ARCHITECTURE.md.
+const keyPrefix = "pmt:v2:"
+
+// ErrNoMerchant means a caller reached storage without an authenticated
+// merchant, which the transport must never let happen.
+var ErrNoMerchant = errors.New("no merchant: idempotency is scoped to the authenticated merchant")
 
 // AckCommand names the command that confirms a write reached the replicas.
 type AckCommand string
@@ -101,16 +107,18 @@ func (r *Repository) ackFlag() string {
 	return "0"
 }
 
-// IdempotencyKey is the Redis key of the idempotency record for a client key.
-// The client's key is hashed so its length and characters never matter.
-func IdempotencyKey(idempotencyKey string) string {
-	return idempotencyRecordKey(payments.HashTag(idempotencyKey), idempotencyKey)
+// IdempotencyKey is the Redis key of the idempotency record for a merchant's
+// key. Merchant ids are operator-issued and restricted to [A-Za-z0-9_-], so
+// they appear as they are; the client's key is hashed so its length and
+// characters never matter.
+func IdempotencyKey(merchantID, idempotencyKey string) string {
+	return idempotencyRecordKey(payments.HashTag(merchantID, idempotencyKey), merchantID, idempotencyKey)
 }
 
 // idempotencyRecordKey is IdempotencyKey for a caller that already holds the
 // tag, so the create path hashes the client's key for its tag only once.
-func idempotencyRecordKey(tag, idempotencyKey string) string {
-	return keyPrefix + "{" + tag + "}:idem:" + payments.Digest(idempotencyKey)
+func idempotencyRecordKey(tag, merchantID, idempotencyKey string) string {
+	return keyPrefix + "{" + tag + "}:idem:" + merchantID + ":" + payments.Digest(idempotencyKey)
 }
 
 // PaymentKey is the Redis key of a payment record. tag comes from
@@ -190,8 +198,11 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 		}
 		md = string(b)
 	}
-	tag := payments.HashTag(p.IdempotencyKey)
-	idemKey := idempotencyRecordKey(tag, p.IdempotencyKey)
+	if p.MerchantID == "" {
+		return payments.Receipt{}, "", fmt.Errorf("create payment: %w", ErrNoMerchant)
+	}
+	tag := payments.HashTag(p.MerchantID, p.IdempotencyKey)
+	idemKey := idempotencyRecordKey(tag, p.MerchantID, p.IdempotencyKey)
 
 	for range maxIDAttempts {
 		res, err := r.run(ctx, "create payment", createScript, createAcknowledges,
@@ -209,6 +220,7 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 			p.IdempotencyKey,
 			md,
 			r.ackFlag(),
+			p.MerchantID,
 		)
 		if err != nil {
 			return payments.Receipt{}, "", err
@@ -225,7 +237,7 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 			}
 			return rc, payments.OutcomeReplayed, nil
 		case len(res) == 1 && res[0] == "collision":
-			p.ID = payments.NewID(p.IdempotencyKey, p.CreatedAt)
+			p.ID = payments.NewID(p.MerchantID, p.IdempotencyKey, p.CreatedAt)
 		default:
 			return payments.Receipt{}, "", fmt.Errorf("create payment: unexpected script reply %q", res)
 		}
@@ -239,21 +251,58 @@ func createAcknowledges(reply []string) bool {
 	return len(reply) > 0 && (reply[0] == "created" || reply[0] == "replay")
 }
 
-// Get returns the payment with the given id, payments.ErrMalformedID for
-// something that is not a payment_id, or payments.ErrNotFound.
-func (r *Repository) Get(ctx context.Context, id string) (payments.Payment, error) {
+// Get returns the merchant's payment with the given id,
+// payments.ErrMalformedID for something that is not a payment_id, or
+// payments.ErrNotFound. Another merchant's payment is ErrNotFound too, with
+// the same message, so the answer never tells whether the id exists.
+func (r *Repository) Get(ctx context.Context, merchantID, id string) (payments.Payment, error) {
 	tag, err := payments.ParseID(id)
 	if err != nil {
 		return payments.Payment{}, err
+	}
+	if merchantID == "" {
+		return payments.Payment{}, fmt.Errorf("get payment: %w", ErrNoMerchant)
 	}
 	fields, err := r.client.HGetAll(ctx, PaymentKey(tag, id)).Result()
 	if err != nil {
 		return payments.Payment{}, classify("get payment", err)
 	}
-	if len(fields) == 0 {
+	if len(fields) == 0 || fields["mer"] != merchantID {
 		return payments.Payment{}, fmt.Errorf("%w: %s", payments.ErrNotFound, id)
 	}
 	return decodePayment(fields)
+}
+
+// Replay answers a RequestPayment from its idempotency record without
+// writing: the receipt (OutcomeReplayed) when the record holds this request,
+// payments.ErrIdempotencyKeyReused (OutcomeMismatch) when it holds another,
+// and payments.ErrNotFound when there is none. It serves a retry whose
+// creation quota is spent, so a client that lost a response always gets its
+// payment back.
+func (r *Repository) Replay(ctx context.Context, merchantID, idempotencyKey, fingerprint string) (payments.Receipt, payments.Outcome, error) {
+	if merchantID == "" {
+		return payments.Receipt{}, "", fmt.Errorf("replay payment: %w", ErrNoMerchant)
+	}
+	rec, err := r.client.HMGet(ctx, IdempotencyKey(merchantID, idempotencyKey), "fp", "id", "st", "msg", "ts").Result()
+	if err != nil {
+		return payments.Receipt{}, "", classify("replay payment", err)
+	}
+	fields := make([]string, len(rec))
+	for i, v := range rec {
+		s, ok := v.(string)
+		if !ok {
+			return payments.Receipt{}, "", fmt.Errorf("replay payment: %w", payments.ErrNotFound)
+		}
+		fields[i] = s
+	}
+	if fields[0] != fingerprint {
+		return payments.Receipt{}, payments.OutcomeMismatch, payments.ErrIdempotencyKeyReused
+	}
+	rc, err := decodeReceipt(fields[1], fields[2], fields[3], fields[4], idempotencyKey)
+	if err != nil {
+		return payments.Receipt{}, "", err
+	}
+	return rc, payments.OutcomeReplayed, nil
 }
 
 // ApplyEvent settles a payment from a provider event, once per event id, in
@@ -351,6 +400,7 @@ func decodePayment(f map[string]string) (payments.Payment, error) {
 	}
 	return payments.Payment{
 		ID:             rc.PaymentID,
+		MerchantID:     f["mer"],
 		Status:         rc.Status,
 		AmountMinor:    amount,
 		Currency:       f["cur"],

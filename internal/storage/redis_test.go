@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func newRepo(t *testing.T, opts Options) (*Repository, *miniredis.Miniredis) {
 }
 
 func request(key string) payments.Request {
-	return payments.Request{
+	return payments.Request{MerchantID: "m_test",
 		AmountMinor:    1234,
 		Currency:       "USD",
 		OrderID:        "order-1",
@@ -55,7 +56,7 @@ func TestCreateThenGet(t *testing.T) {
 		t.Errorf("Create() receipt mismatch (-want +got):\n%s", diff)
 	}
 
-	got, err := repo.Get(ctx, p.ID)
+	got, err := repo.Get(ctx, "m_test", p.ID)
 	if err != nil {
 		t.Fatalf("Get(%q) error = %v", p.ID, err)
 	}
@@ -107,7 +108,7 @@ func TestCreateIdempotency(t *testing.T) {
 			if diff := cmp.Diff(keysBefore, mr.Keys()); diff != "" {
 				t.Errorf("second Create() changed the key set (-before +after):\n%s", diff)
 			}
-			if _, err := repo.Get(ctx, second.ID); !errors.Is(err, payments.ErrNotFound) {
+			if _, err := repo.Get(ctx, "m_test", second.ID); !errors.Is(err, payments.ErrNotFound) {
 				t.Errorf("Get(second id) error = %v, want ErrNotFound", err)
 			}
 		})
@@ -123,7 +124,7 @@ func TestReplayReturnsOriginalReceiptAfterStatusChange(t *testing.T) {
 		t.Fatalf("Create() error = %v", err)
 	}
 	// Settle the payment behind the repository's back, as a webhook would.
-	mr.HSet(PaymentKey(payments.HashTag("k1"), p.ID), "st", "2", "msg", "settled")
+	mr.HSet(PaymentKey(payments.HashTag("m_test", "k1"), p.ID), "st", "2", "msg", "settled")
 
 	got, outcome, err := repo.Create(ctx, payments.New(req, t0.Add(time.Hour)), payments.Fingerprint(req))
 	if err != nil || outcome != payments.OutcomeReplayed {
@@ -167,7 +168,7 @@ func TestRetention(t *testing.T) {
 			if !tt.wantReplay && rc.PaymentID == first.ID {
 				t.Errorf("after TTL the key returned the old payment %s, want a new one", first.ID)
 			}
-			_, err = repo.Get(ctx, first.ID)
+			_, err = repo.Get(ctx, "m_test", first.ID)
 			if got := err == nil; got != tt.wantPaymentKept {
 				t.Errorf("Get(first) kept = %v (err %v), want %v", got, err, tt.wantPaymentKept)
 			}
@@ -179,7 +180,7 @@ func TestCreateRetriesOnIDCollision(t *testing.T) {
 	repo, mr := newRepo(t, testOptions)
 	req := request("k1")
 	p := payments.New(req, t0)
-	mr.HSet(PaymentKey(payments.HashTag("k1"), p.ID), "id", p.ID)
+	mr.HSet(PaymentKey(payments.HashTag("m_test", "k1"), p.ID), "id", p.ID)
 
 	rc, outcome, err := repo.Create(context.Background(), p, payments.Fingerprint(req))
 	if err != nil || outcome != payments.OutcomeCreated {
@@ -188,7 +189,7 @@ func TestCreateRetriesOnIDCollision(t *testing.T) {
 	if rc.PaymentID == p.ID {
 		t.Errorf("Create() reused the colliding id %s, want a fresh one", p.ID)
 	}
-	if got := mr.HGet(PaymentKey(payments.HashTag("k1"), p.ID), "amt"); got != "" {
+	if got := mr.HGet(PaymentKey(payments.HashTag("m_test", "k1"), p.ID), "amt"); got != "" {
 		t.Errorf("colliding record was overwritten: amt = %q, want untouched", got)
 	}
 }
@@ -236,8 +237,8 @@ func TestKeysShareHashTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idem, pay := IdempotencyKey("k1"), PaymentKey(tag, p.ID)
-	want := "{" + payments.HashTag("k1") + "}"
+	idem, pay := IdempotencyKey("m_test", "k1"), PaymentKey(tag, p.ID)
+	want := "{" + payments.HashTag("m_test", "k1") + "}"
 	for _, k := range []string{idem, pay} {
 		if got := k[len(keyPrefix) : len(keyPrefix)+len(want)]; got != want {
 			t.Errorf("key %q hash tag = %q, want %q", k, got, want)
@@ -245,9 +246,109 @@ func TestKeysShareHashTag(t *testing.T) {
 	}
 }
 
+// TestMerchantScope shows the v2 layout: one idempotency key of two
+// merchants is two records and two payments, a payment is invisible to
+// another merchant, and nothing is stored without a merchant.
+func TestMerchantScope(t *testing.T) {
+	repo, mr := newRepo(t, testOptions)
+	ctx := context.Background()
+	reqA, reqB := request("shared"), request("shared")
+	reqA.MerchantID, reqB.MerchantID = "m_a", "m_b"
+	pa, pb := payments.New(reqA, t0), payments.New(reqB, t0)
+	for _, c := range []struct {
+		p   payments.Payment
+		req payments.Request
+	}{{pa, reqA}, {pb, reqB}} {
+		if _, outcome, err := repo.Create(ctx, c.p, payments.Fingerprint(c.req)); err != nil || outcome != payments.OutcomeCreated {
+			t.Fatalf("Create(%s) = %q, %v; want created", c.p.MerchantID, outcome, err)
+		}
+	}
+	for _, k := range []string{IdempotencyKey("m_a", "shared"), IdempotencyKey("m_b", "shared")} {
+		if !strings.HasPrefix(k, "pmt:v2:{") || !mr.Exists(k) {
+			t.Errorf("idempotency record %q missing or outside the v2 layout", k)
+		}
+	}
+	got, err := repo.Get(ctx, "m_a", pa.ID)
+	if err != nil || got.MerchantID != "m_a" {
+		t.Errorf("Get(m_a, own) = %+v, %v; want its payment with merchant m_a", got, err)
+	}
+	noneID := payments.NewID("m_b", "none", t0)
+	_, errOther := repo.Get(ctx, "m_b", pa.ID)
+	_, errNone := repo.Get(ctx, "m_b", noneID)
+	if !errors.Is(errOther, payments.ErrNotFound) || strings.ReplaceAll(errOther.Error(), pa.ID, "ID") != strings.ReplaceAll(errNone.Error(), noneID, "ID") {
+		t.Errorf("Get(m_b, m_a's) = %v, want ErrNotFound worded as for an unknown id (%v)", errOther, errNone)
+	}
+
+	keys := len(mr.Keys())
+	noMerchant := request("k-none")
+	noMerchant.MerchantID = ""
+	if _, _, err := repo.Create(ctx, payments.New(noMerchant, t0), payments.Fingerprint(noMerchant)); !errors.Is(err, ErrNoMerchant) {
+		t.Errorf("Create() without a merchant = %v, want ErrNoMerchant", err)
+	}
+	if _, err := repo.Get(ctx, "", pa.ID); !errors.Is(err, ErrNoMerchant) {
+		t.Errorf("Get() without a merchant = %v, want ErrNoMerchant", err)
+	}
+	if _, _, err := repo.Replay(ctx, "", "shared", ""); !errors.Is(err, ErrNoMerchant) {
+		t.Errorf("Replay() without a merchant = %v, want ErrNoMerchant", err)
+	}
+	if got := len(mr.Keys()); got != keys {
+		t.Errorf("calls without a merchant wrote %d keys", got-keys)
+	}
+}
+
+func TestReplayReadsOnly(t *testing.T) {
+	repo, mr := newRepo(t, testOptions)
+	ctx := context.Background()
+	req := request("k1")
+	p := payments.New(req, t0)
+	if _, _, err := repo.Create(ctx, p, payments.Fingerprint(req)); err != nil {
+		t.Fatal(err)
+	}
+	other := request("k1")
+	other.AmountMinor++
+	tests := []struct {
+		name        string
+		merchant    string
+		key         string
+		fingerprint string
+		want        payments.Outcome
+		wantErr     error
+	}{
+		{"same request", "m_test", "k1", payments.Fingerprint(req), payments.OutcomeReplayed, nil},
+		{"different request", "m_test", "k1", payments.Fingerprint(other), payments.OutcomeMismatch, payments.ErrIdempotencyKeyReused},
+		{"unknown key", "m_test", "k2", payments.Fingerprint(req), "", payments.ErrNotFound},
+		{"other merchant", "m_other", "k1", payments.Fingerprint(req), "", payments.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := mr.Keys()
+			rc, outcome, err := repo.Replay(ctx, tt.merchant, tt.key, tt.fingerprint)
+			if outcome != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("Replay() = %q, %v; want %q, %v", outcome, err, tt.want, tt.wantErr)
+			}
+			if tt.want == payments.OutcomeReplayed {
+				if diff := cmp.Diff(p.Receipt(), rc); diff != "" {
+					t.Errorf("Replay() receipt mismatch (-want +got):\n%s", diff)
+				}
+			}
+			if diff := cmp.Diff(before, mr.Keys()); diff != "" {
+				t.Errorf("Replay() changed the keys (-before +after):\n%s", diff)
+			}
+		})
+	}
+	mr.HSet(IdempotencyKey("m_test", "k3"), "fp", payments.Fingerprint(req), "id", p.ID, "st", "x", "msg", "m", "ts", "1")
+	if _, _, err := repo.Replay(ctx, "m_test", "k3", payments.Fingerprint(req)); err == nil || errors.Is(err, payments.ErrNotFound) {
+		t.Errorf("Replay() of a corrupt record = %v, want a decoding error", err)
+	}
+	mr.Close()
+	if _, _, err := repo.Replay(ctx, "m_test", "k1", payments.Fingerprint(req)); !errors.Is(err, payments.ErrUnavailable) {
+		t.Errorf("Replay() with Redis down = %v, want ErrUnavailable", err)
+	}
+}
+
 func TestGetErrors(t *testing.T) {
 	repo, _ := newRepo(t, testOptions)
-	unknown := payments.NewID("nobody", t0)
+	unknown := payments.NewID("m_test", "nobody", t0)
 	tests := []struct {
 		id      string
 		wantErr error
@@ -258,7 +359,7 @@ func TestGetErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%q", tt.id), func(t *testing.T) {
-			if _, err := repo.Get(context.Background(), tt.id); !errors.Is(err, tt.wantErr) {
+			if _, err := repo.Get(context.Background(), "m_test", tt.id); !errors.Is(err, tt.wantErr) {
 				t.Errorf("Get(%q) error = %v, want %v", tt.id, err, tt.wantErr)
 			}
 		})
@@ -267,19 +368,19 @@ func TestGetErrors(t *testing.T) {
 
 func TestCorruptRecordIsAnError(t *testing.T) {
 	repo, mr := newRepo(t, testOptions)
-	id := payments.NewID("k1", t0)
+	id := payments.NewID("m_test", "k1", t0)
 	tag, _ := payments.ParseID(id)
 	tests := map[string][]string{
-		"status":     {"id", id, "st", "x", "ts", "1", "amt", "1"},
-		"created_at": {"id", id, "st", "1", "ts", "x", "amt", "1"},
-		"amount":     {"id", id, "st", "1", "ts", "1", "amt", "x"},
-		"metadata":   {"id", id, "st", "1", "ts", "1", "amt", "1", "md", "{"},
+		"status":     {"id", id, "mer", "m_test", "st", "x", "ts", "1", "amt", "1"},
+		"created_at": {"id", id, "mer", "m_test", "st", "1", "ts", "x", "amt", "1"},
+		"amount":     {"id", id, "mer", "m_test", "st", "1", "ts", "1", "amt", "x"},
+		"metadata":   {"id", id, "mer", "m_test", "st", "1", "ts", "1", "amt", "1", "md", "{"},
 	}
 	for name, fields := range tests {
 		t.Run(name, func(t *testing.T) {
 			mr.Del(PaymentKey(tag, id))
 			mr.HSet(PaymentKey(tag, id), fields...)
-			_, err := repo.Get(context.Background(), id)
+			_, err := repo.Get(context.Background(), "m_test", id)
 			if err == nil || errors.Is(err, payments.ErrUnavailable) || errors.Is(err, payments.ErrNotFound) {
 				t.Errorf("Get() error = %v, want a decoding error", err)
 			}
@@ -306,10 +407,10 @@ func TestUnavailable(t *testing.T) {
 			_, _, err := repo.Create(ctx, payments.New(req, t0), payments.Fingerprint(req))
 			return err
 		},
-		"get":  func() error { _, err := repo.Get(ctx, payments.NewID("k1", t0)); return err },
+		"get":  func() error { _, err := repo.Get(ctx, "m_test", payments.NewID("m_test", "k1", t0)); return err },
 		"ping": func() error { return repo.Ping(ctx) },
 		"apply event": func() error {
-			_, err := repo.ApplyEvent(ctx, "evt", "h", payments.Settlement{PaymentID: payments.NewID("k1", t0), Status: payments.StatusSucceeded})
+			_, err := repo.ApplyEvent(ctx, "evt", "h", payments.Settlement{PaymentID: payments.NewID("m_test", "k1", t0), Status: payments.StatusSucceeded})
 			return err
 		},
 		"load scripts": func() error { return repo.LoadScripts(ctx) },

@@ -1,8 +1,8 @@
 -- Apply a provider event to a payment. Atomic, like create.lua: the event
 -- record and the payment change together or not at all.
 --
--- KEYS[1] payment record   pmt:{tag}:pay:<payment_id>
--- KEYS[2] event record     pmt:{tag}:evt:<sha256(webhook-id)>  (same tag)
+-- KEYS[1] payment record   pmt:v2:{tag}:pay:<payment_id>
+-- KEYS[2] event record     pmt:v2:{tag}:evt:<sha256(webhook-id)>  (same tag)
 -- ARGV[1] SHA-256 of the raw event body
 -- ARGV[2] target status (2 succeeded, 3 failed)
 -- ARGV[3] message before the order id

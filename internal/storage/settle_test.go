@@ -102,7 +102,7 @@ func TestApplyEvent(t *testing.T) {
 		{
 			name: "unknown payment",
 			steps: []step{
-				{eventID: "e1", bodyHash: "h1", status: payments.StatusSucceeded, modify: func(s *payments.Settlement) { s.PaymentID = payments.NewID("k1", t0.Add(time.Hour)) }, wantErr: payments.ErrNotFound},
+				{eventID: "e1", bodyHash: "h1", status: payments.StatusSucceeded, modify: func(s *payments.Settlement) { s.PaymentID = payments.NewID("m_test", "k1", t0.Add(time.Hour)) }, wantErr: payments.ErrNotFound},
 			},
 			wantStatus: payments.StatusPending, wantMessage: "payment of USD 12.34 for order order-1 accepted; awaiting provider confirmation",
 		},
@@ -129,7 +129,7 @@ func TestApplyEvent(t *testing.T) {
 					t.Fatalf("step %d: ApplyEvent() = %q, %v, want %q, %v", i, got, err, s.want, s.wantErr)
 				}
 			}
-			stored, err := repo.Get(ctx, p.ID)
+			stored, err := repo.Get(ctx, "m_test", p.ID)
 			if err != nil {
 				t.Fatalf("Get() error = %v", err)
 			}
@@ -154,13 +154,13 @@ func TestApplyEventKeysShareTheSlot(t *testing.T) {
 	if _, err := repo.ApplyEvent(context.Background(), "evt-1", "h", settlement(p, payments.StatusSucceeded)); err != nil {
 		t.Fatal(err)
 	}
-	tag := "{" + payments.HashTag("k1") + "}"
+	tag := "{" + payments.HashTag("m_test", "k1") + "}"
 	for _, k := range mr.Keys() {
 		if k[len(keyPrefix):len(keyPrefix)+len(tag)] != tag {
 			t.Errorf("key %q does not carry the payment's hash tag %s", k, tag)
 		}
 	}
-	if ttl := mr.TTL(EventKey(payments.HashTag("k1"), "evt-1")); ttl != testOptions.IdempotencyTTL {
+	if ttl := mr.TTL(EventKey(payments.HashTag("m_test", "k1"), "evt-1")); ttl != testOptions.IdempotencyTTL {
 		t.Errorf("event record TTL = %s, want the idempotency TTL %s", ttl, testOptions.IdempotencyTTL)
 	}
 }
