@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
@@ -28,7 +29,7 @@ import (
 )
 
 func request() payments.Request {
-	return payments.Request{
+	return payments.Request{MerchantID: "m_test",
 		AmountMinor:    1250,
 		Currency:       "EUR",
 		OrderID:        "order-2026-000123",
@@ -54,7 +55,7 @@ func BenchmarkFingerprint(b *testing.B) {
 }
 
 func BenchmarkParseID(b *testing.B) {
-	id := payments.NewID(request().IdempotencyKey, time.Now())
+	id := payments.NewID("m_test", request().IdempotencyKey, time.Now())
 	for b.Loop() {
 		if _, err := payments.ParseID(id); err != nil {
 			b.Fatal(err)
@@ -65,7 +66,7 @@ func BenchmarkParseID(b *testing.B) {
 func BenchmarkNewID(b *testing.B) {
 	key, now := request().IdempotencyKey, time.Now()
 	for b.Loop() {
-		_ = payments.NewID(key, now)
+		_ = payments.NewID("m_test", key, now)
 	}
 }
 
@@ -91,17 +92,19 @@ func serveWith(b *testing.B, redisAddr string, opts storage.Options) paymentsv1.
 	repo := storage.New(rdb, opts)
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := grpctransport.NewServer(grpctransport.ServerConfig{
-		Logger:       log,
-		Service:      grpctransport.NewService(repo, alwaysReady{}, nil),
-		Health:       health.NewServer(),
-		MaxRecvBytes: 65536,
+		Logger:        log,
+		Service:       grpctransport.NewService(repo, alwaysReady{}, nil, nil),
+		Health:        health.NewServer(),
+		MaxRecvBytes:  65536,
+		Authenticator: auth.NewAuthenticator(auth.DevKeys()),
 	})
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
 	b.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.Bearer(auth.DevKey)))
 	if err != nil {
 		b.Fatal(err)
 	}

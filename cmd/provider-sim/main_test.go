@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/health"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
@@ -50,7 +51,7 @@ func receiver(t *testing.T, status int) (*httptest.Server, *[]byte) {
 
 func TestRunSignsAndDelivers(t *testing.T) {
 	srv, got := receiver(t, http.StatusOK)
-	id := payments.NewID("k", time.Now())
+	id := payments.NewID("m_test", "k", time.Now())
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-url", srv.URL, "-payment-id", id, "-outcome", "failed", "-reason", "expired_card", "-amount", "1234", "-currency", "USD", "-phone", "+14155550123", "-event-id", "msg_fixed"}, &out)
 	if err != nil {
@@ -77,7 +78,7 @@ func TestRunRepeatSendsTheSameMessage(t *testing.T) {
 		ids = append(ids, r.Header.Get(webhook.HeaderID))
 	}))
 	t.Cleanup(srv.Close)
-	id := payments.NewID("k", time.Now())
+	id := payments.NewID("m_test", "k", time.Now())
 	if err := run(context.Background(), []string{"-url", srv.URL, "-payment-id", id, "-amount", "1", "-currency", "USD", "-repeat", "3"}, io.Discard); err != nil {
 		t.Fatalf("run() error = %v", err)
 	}
@@ -91,14 +92,15 @@ func TestRunLooksUpAmountOverGRPC(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rc.Close() })
 	repo := storage.New(rc, storage.Options{IdempotencyTTL: time.Hour})
-	req := payments.Request{AmountMinor: 777, Currency: "JPY", OrderID: "o", IdempotencyKey: "k"}
+	req := payments.Request{MerchantID: "m_test", AmountMinor: 777, Currency: "JPY", OrderID: "o", IdempotencyKey: "k"}
 	p := payments.New(req, time.Now())
 	if _, _, err := repo.Create(context.Background(), p, payments.Fingerprint(req)); err != nil {
 		t.Fatal(err)
 	}
 	gs := grpctransport.NewServer(grpctransport.ServerConfig{
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Service: grpctransport.NewService(repo, nil, nil),
-		Health: health.NewServer(), MaxRecvBytes: 1 << 16,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Service: grpctransport.NewService(repo, nil, nil, nil),
+		Authenticator: auth.NewAuthenticator(auth.DevKeys()),
+		Health:        health.NewServer(), MaxRecvBytes: 1 << 16,
 	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,7 +122,7 @@ func TestRunLooksUpAmountOverGRPC(t *testing.T) {
 
 func TestRunErrors(t *testing.T) {
 	refusing, _ := receiver(t, http.StatusConflict)
-	id := payments.NewID("k", time.Now())
+	id := payments.NewID("m_test", "k", time.Now())
 	tests := []struct {
 		name string
 		args []string

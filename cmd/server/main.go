@@ -1,6 +1,7 @@
 // Command server runs payments-svc. With no arguments it serves; the
 // subcommands are `healthcheck` (a grpc.health.v1 probe for images without a
-// shell) and `version`. `-h` lists every environment variable.
+// shell), `apikey new` (a fresh API key and its keys-file line) and
+// `version`. `-h` lists every environment variable.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/payments-svc/payments-svc/internal/app"
+	"github.com/payments-svc/payments-svc/internal/auth"
 )
 
 // Stamped at build time with -ldflags "-X main.version=… -X main.commit=…".
@@ -48,11 +50,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case "healthcheck":
 			return healthcheck(ctx, args[1:], stderr)
+		case "apikey":
+			return apikey(args[1:], stdout, stderr)
 		case "version":
 			_, err := fmt.Fprintf(stdout, "payments-svc %s (%s)\n", version, commit)
 			return err
 		case "-h", "-help", "--help", "help":
-			fmt.Fprintln(stdout, "usage: payments-svc [healthcheck [flags] | version]")
+			fmt.Fprintln(stdout, "usage: payments-svc [healthcheck [flags] | apikey new -merchant ID [-env live] | version]")
 			fmt.Fprintln(stdout, "\nWith no arguments it serves, configured by these environment variables:")
 			fmt.Fprintln(stdout)
 			if err := app.PrintUsage(stdout); err != nil {
@@ -63,10 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("unknown argument %q; see payments-svc -h", args[0])
 		}
 	}
-	return serve(ctx, stdout)
+	return serve(ctx, stdout, stderr)
 }
 
-func serve(ctx context.Context, stdout io.Writer) error {
+func serve(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg, err := app.LoadConfig()
 	if err != nil {
 		return err
@@ -75,6 +79,13 @@ func serve(ctx context.Context, stdout io.Writer) error {
 		With(slog.String("service", "payments-svc"), slog.String("version", version))
 	if err := app.UnknownVariables(); err != nil {
 		log.Warn("ignoring unknown configuration", slog.String("error", err.Error()))
+	}
+
+	if cfg.DevAuth() {
+		// Printed, not logged: keys never go to logs, and this one must be
+		// seen by the person who typed make run.
+		fmt.Fprintf(stderr, "\n%s\n  DEVELOPMENT ONLY. Merchant %s, API key:\n\n    %s\n\n  This key is public: anyone may use it. Set PAYMENTS_AUTH_KEYS_FILE\n  for anything but a local run; production refuses to start without it.\n%s\n\n",
+			banner, auth.DevMerchant, auth.DevKey, banner)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -102,4 +113,28 @@ func healthcheck(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: %w", errUnhealthy, err)
 	}
 	return nil
+}
+
+const banner = "======================================================================"
+
+func apikey(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "new" {
+		return errors.New("usage: payments-svc apikey new -merchant ID [-env live]")
+	}
+	fs := flag.NewFlagSet("apikey new", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	merchant := fs.String("merchant", "", "merchant id the key acts for (required; A-Z a-z 0-9 _ -, up to 64)")
+	env := fs.String("env", "live", "environment named in the key: live, test, …")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if !auth.ValidMerchantID(*merchant) {
+		return fmt.Errorf("-merchant %q must be 1 to 64 of A-Z a-z 0-9 _ -", *merchant)
+	}
+	key, err := auth.NewKey(*env)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "api key (give it to the merchant; it is not stored anywhere):\n  %s\nkeys file line (add it to PAYMENTS_AUTH_KEYS_FILE):\n  %s\n", key, auth.Line(*merchant, key))
+	return err
 }

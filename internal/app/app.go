@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/metrics"
+	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	httptransport "github.com/payments-svc/payments-svc/internal/transport/http"
@@ -87,14 +89,26 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	hs.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	mon := &monitor{ping: repo.Ping, health: hs, interval: cfg.HealthInterval, log: log}
 
+	authn, err := newAuthenticator(cfg, log, m)
+	if err != nil {
+		stopRedis()
+		return nil, err
+	}
+	limits, err := ratelimit.Parse(cfg.RateLimits)
+	if err != nil { // Validate has already checked it
+		stopRedis()
+		return nil, err
+	}
+
 	grpcSrv := grpctransport.NewServer(grpctransport.ServerConfig{
-		Logger:       log,
-		Service:      grpctransport.NewService(repo, mon, nil),
-		Health:       hs,
-		Reflection:   cfg.GRPCReflection,
-		MaxRecvBytes: cfg.GRPCMaxRecvBytes,
-		Observer:     m,
-		Interceptors: []grpc.UnaryServerInterceptor{m.GRPC.UnaryServerInterceptor()},
+		Logger:        log,
+		Service:       grpctransport.NewService(repo, mon, ratelimit.New(client, limits), nil),
+		Health:        hs,
+		Reflection:    cfg.GRPCReflection,
+		MaxRecvBytes:  cfg.GRPCMaxRecvBytes,
+		Authenticator: authn,
+		Observer:      m,
+		Interceptors:  []grpc.UnaryServerInterceptor{m.GRPC.UnaryServerInterceptor()},
 	})
 	m.GRPC.InitializeMetrics(grpcSrv)
 
@@ -288,4 +302,34 @@ func (a *App) drain(ctx context.Context) bool {
 	}
 	wg.Wait()
 	return grpcClean && httpClean.Load()
+}
+
+// newAuthenticator builds the caller identity check: the keys file when one
+// is configured, the public development key on a development server without
+// one, and client certificates alone otherwise.
+func newAuthenticator(cfg Config, log *slog.Logger, m *metrics.Metrics) (*auth.Authenticator, error) {
+	switch {
+	case cfg.Auth.KeysFile != "":
+		f, err := auth.LoadKeyFile(cfg.Auth.KeysFile, auth.FileOptions{
+			CheckInterval: cfg.ReloadInterval,
+			OnReload: func(keys int) {
+				m.ObserveReload("api_keys", true)
+				log.Info("api keys reloaded", slog.Int("keys", keys))
+			},
+			OnError: func(err error) {
+				m.ObserveReload("api_keys", false)
+				log.Warn("api keys not reloaded; the keys loaded before stay in force", slog.String("error", err.Error()))
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("PAYMENTS_AUTH_KEYS_FILE: %w", err)
+		}
+		log.Info("api keys loaded", slog.Int("keys", f.Keyring().Len()))
+		return auth.NewAuthenticator(f), nil
+	case cfg.DevAuth():
+		log.Warn("DEVELOPMENT API KEY IN USE: anyone may call as merchant " + auth.DevMerchant + "; set PAYMENTS_AUTH_KEYS_FILE for anything but a local run")
+		return auth.NewAuthenticator(auth.DevKeys()), nil
+	default:
+		return auth.NewAuthenticator(nil), nil
+	}
 }

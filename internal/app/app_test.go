@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -43,6 +45,7 @@ func testConfig(redisAddr string) Config {
 		ShutdownTimeout:  5 * time.Second,
 		IdempotencyTTL:   time.Hour,
 		HealthInterval:   20 * time.Millisecond,
+		ReloadInterval:   time.Millisecond,
 		Redis: RedisConfig{
 			Mode:         "auto",
 			DialTimeout:  time.Second,
@@ -62,6 +65,12 @@ func testConfig(redisAddr string) Config {
 // returns the same result.
 func startApp(t *testing.T, cfg Config) (a *App, conn *grpc.ClientConn, stop func() error) {
 	t.Helper()
+	return startAppAs(t, cfg, auth.DevKey)
+}
+
+// startAppAs is startApp with a connection that calls with key.
+func startAppAs(t *testing.T, cfg Config, key string) (a *App, conn *grpc.ClientConn, stop func() error) {
+	t.Helper()
 	a, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
@@ -75,7 +84,8 @@ func startApp(t *testing.T, cfg Config) (a *App, conn *grpc.ClientConn, stop fun
 		return <-done
 	})
 	t.Cleanup(func() { _ = stop() })
-	conn, err = grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err = grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.Bearer(key)))
 	if err != nil {
 		t.Fatalf("grpc.NewClient() error = %v", err)
 	}
@@ -325,5 +335,65 @@ func TestNewFailsOnBusyAddress(t *testing.T) {
 	cfg.GRPCAddr = conn.Target()
 	if _, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
 		t.Errorf("New() on a busy address = nil error, want one")
+	}
+}
+
+// TestKeysFileIsWired checks that a keys file replaces the development key,
+// that rotating it takes effect without a restart, and that the reload is
+// counted.
+func TestKeysFileIsWired(t *testing.T) {
+	oldKey, err := auth.NewKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := auth.NewKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/keys"
+	writeFile(t, path, auth.Line("m_1", oldKey)+"\n")
+	cfg := testConfig("")
+	cfg.Auth.KeysFile = path
+	a, conn, _ := startAppAs(t, cfg, oldKey)
+	client := paymentsv1.NewPaymentServiceClient(conn)
+	ctx := context.Background()
+	req := &paymentsv1.RequestPaymentRequest{AmountMinor: 100, Currency: "EUR", OrderId: "o", IdempotencyKey: "k"}
+	if _, err := client.RequestPayment(ctx, req); err != nil {
+		t.Fatalf("RequestPayment() with a key from the file = %v", err)
+	}
+	dev, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(auth.DevKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if _, err := paymentsv1.NewPaymentServiceClient(dev).RequestPayment(ctx, req); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("RequestPayment() with the dev key beside a keys file = %v, want Unauthenticated", err)
+	}
+
+	// Rotate: the old key is revoked, a new one granted.
+	tmp := path + ".new"
+	writeFile(t, tmp, auth.Line("m_1", newKey)+"\n")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := client.RequestPayment(ctx, req)
+		if status.Code(err) == codes.Unauthenticated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the revoked key still works 10s after the file changed: %v", err)
+		}
+		runtime.Gosched()
+	}
+	if _, body := get(t, a, "/metrics"); !strings.Contains(body, `config_reloads_total{file="api_keys",result="ok"} 1`) {
+		t.Errorf("/metrics lacks one api_keys reload")
+	}
+
+	bad := testConfig("")
+	bad.Auth.KeysFile = t.TempDir() + "/missing"
+	if _, err := New(ctx, bad, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "PAYMENTS_AUTH_KEYS_FILE") {
+		t.Errorf("New() with a missing keys file = %v, want an error naming PAYMENTS_AUTH_KEYS_FILE", err)
 	}
 }

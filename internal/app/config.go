@@ -13,6 +13,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/webhook"
 )
 
@@ -33,8 +34,34 @@ type Config struct {
 	IdempotencyTTL   time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h" desc:"how long an idempotency key is remembered"`
 	PaymentTTL       time.Duration `envconfig:"PAYMENT_TTL" default:"0s" desc:"how long payments are kept; 0 keeps them forever"`
 	HealthInterval   time.Duration `envconfig:"HEALTH_INTERVAL" default:"1s" desc:"how often Redis is pinged for health"`
+	ReloadInterval   time.Duration `envconfig:"RELOAD_INTERVAL" default:"5s" desc:"how often the keys file and the TLS files are checked for changes"`
+	RateLimits       string        `envconfig:"RATE_LIMITS" desc:"per-merchant quotas as JSON, e.g. {\"default\":{\"create\":{\"perSecond\":100,\"burst\":200}},\"merchants\":{\"m_1\":{\"get\":{\"perSecond\":0,\"burst\":0}}}}; perSecond 0 is unlimited; empty: create 100/s burst 200, get 500/s burst 1000"`
+	Auth             AuthConfig    `envconfig:"AUTH"`
+	TLS              TLSConfig     `envconfig:"TLS"`
 	Redis            RedisConfig   `envconfig:"REDIS"`
 	Webhook          WebhookConfig `envconfig:"WEBHOOK"`
+}
+
+// AuthConfig says how callers prove which merchant they are.
+type AuthConfig struct {
+	KeysFile string `envconfig:"KEYS_FILE" desc:"file of \"<merchant_id> sha256:<hex>\" lines granting API keys (payments-svc apikey new prints one); re-read on change. Unset in development: the public dev key is accepted for merchant m_dev"`
+}
+
+// TLSConfig holds the server's transport security.
+type TLSConfig struct {
+	CertFile     string `envconfig:"CERT_FILE" desc:"PEM certificate chain: gRPC and the public HTTP port serve TLS; re-read on change"`
+	KeyFile      string `envconfig:"KEY_FILE" desc:"PEM private key of PAYMENTS_TLS_CERT_FILE"`
+	ClientCAFile string `envconfig:"CLIENT_CA_FILE" desc:"PEM CA bundle for client certificates (mTLS): a verified certificate with a spiffe://<domain>/merchant/<id> URI SAN identifies the merchant"`
+	Mesh         bool   `envconfig:"MESH" default:"false" desc:"a service mesh terminates TLS in front of this server; the only way to serve plaintext gRPC in production"`
+}
+
+// Enabled reports whether the server serves TLS itself.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
+
+// DevAuth reports whether the public development key is in force: a
+// development server with neither a keys file nor a client CA.
+func (c Config) DevAuth() bool {
+	return c.Environment == "development" && c.Auth.KeysFile == "" && c.TLS.ClientCAFile == ""
 }
 
 // WebhookConfig holds the provider webhook settings.
@@ -124,6 +151,24 @@ func (c Config) Validate() error {
 	}
 	if c.Environment == "production" && c.Embedded() {
 		bad("PAYMENTS_REDIS_ADDRS is required when PAYMENTS_ENVIRONMENT is production: the embedded store keeps data in memory only")
+	}
+	if c.Environment == "production" && c.Auth.KeysFile == "" && c.TLS.ClientCAFile == "" {
+		bad("PAYMENTS_AUTH_KEYS_FILE or PAYMENTS_TLS_CLIENT_CA_FILE is required when PAYMENTS_ENVIRONMENT is production: the development key is public")
+	}
+	if c.Environment == "production" && !c.TLS.Enabled() && !c.TLS.Mesh {
+		bad("PAYMENTS_TLS_CERT_FILE is required when PAYMENTS_ENVIRONMENT is production, unless PAYMENTS_TLS_MESH=true states that a service mesh terminates TLS: API keys must not cross the network in plaintext")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE must be set together")
+	}
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		bad("PAYMENTS_TLS_CLIENT_CA_FILE needs PAYMENTS_TLS_CERT_FILE: client certificates are verified in the server's own TLS handshake")
+	}
+	if _, err := ratelimit.Parse(c.RateLimits); err != nil {
+		bad("PAYMENTS_RATE_LIMITS: %v", err)
+	}
+	if c.ReloadInterval <= 0 {
+		bad("PAYMENTS_RELOAD_INTERVAL must be positive, got %s", c.ReloadInterval)
 	}
 	if c.GRPCMaxRecvBytes <= 0 {
 		bad("PAYMENTS_GRPC_MAX_RECV_BYTES must be positive, got %d", c.GRPCMaxRecvBytes)

@@ -33,6 +33,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ShutdownTimeout:  15 * time.Second,
 		IdempotencyTTL:   24 * time.Hour,
 		HealthInterval:   time.Second,
+		ReloadInterval:   5 * time.Second,
 		Redis: RedisConfig{
 			Mode:              "auto",
 			DialTimeout:       2 * time.Second,
@@ -68,7 +69,32 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("got ttl %s level %s, want 2h DEBUG", c.IdempotencyTTL, c.LogLevel)
 				}
 			}},
-		{name: "production with redis", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production", "PAYMENTS_REDIS_ADDRS": "redis:6379"}},
+		{name: "production with redis, keys and a mesh", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production", "PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_AUTH_KEYS_FILE": "/keys", "PAYMENTS_TLS_MESH": "true"},
+			check: func(t *testing.T, c Config) {
+				if c.DevAuth() {
+					t.Errorf("DevAuth() = true in production, want false")
+				}
+			}},
+		{name: "production with tls and client certificates only", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production", "PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_TLS_CERT_FILE": "/c", "PAYMENTS_TLS_KEY_FILE": "/k", "PAYMENTS_TLS_CLIENT_CA_FILE": "/ca"}},
+		{name: "production without credentials", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production", "PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_TLS_MESH": "true"}, wantErr: "PAYMENTS_AUTH_KEYS_FILE or PAYMENTS_TLS_CLIENT_CA_FILE is required"},
+		{name: "production refuses plaintext", env: map[string]string{"PAYMENTS_ENVIRONMENT": "production", "PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_AUTH_KEYS_FILE": "/keys"}, wantErr: "unless PAYMENTS_TLS_MESH=true"},
+		{name: "development takes the dev key", env: map[string]string{},
+			check: func(t *testing.T, c Config) {
+				if !c.DevAuth() {
+					t.Errorf("DevAuth() = false in development without keys, want true")
+				}
+			}},
+		{name: "a keys file turns the dev key off", env: map[string]string{"PAYMENTS_AUTH_KEYS_FILE": "/keys"},
+			check: func(t *testing.T, c Config) {
+				if c.DevAuth() {
+					t.Errorf("DevAuth() = true with a keys file, want false")
+				}
+			}},
+		{name: "cert without key", env: map[string]string{"PAYMENTS_TLS_CERT_FILE": "/c"}, wantErr: "must be set together"},
+		{name: "client ca without tls", env: map[string]string{"PAYMENTS_TLS_CLIENT_CA_FILE": "/ca"}, wantErr: "PAYMENTS_TLS_CLIENT_CA_FILE needs PAYMENTS_TLS_CERT_FILE"},
+		{name: "rate limits", env: map[string]string{"PAYMENTS_RATE_LIMITS": `{"default":{"create":{"perSecond":5,"burst":5}}}`}},
+		{name: "bad rate limits", env: map[string]string{"PAYMENTS_RATE_LIMITS": `{"default":{"create":{"perSecond":5}}}`}, wantErr: "PAYMENTS_RATE_LIMITS"},
+		{name: "zero reload interval", env: map[string]string{"PAYMENTS_RELOAD_INTERVAL": "0s"}, wantErr: "PAYMENTS_RELOAD_INTERVAL must be positive"},
 		{name: "payment ttl equal to idempotency ttl", env: map[string]string{"PAYMENTS_PAYMENT_TTL": "24h"}},
 		{name: "bad duration names the variable", env: map[string]string{"PAYMENTS_IDEMPOTENCY_TTL": "soon"}, wantErr: "PAYMENTS_IDEMPOTENCY_TTL"},
 		{name: "bad bool names the variable", env: map[string]string{"PAYMENTS_GRPC_REFLECTION": "maybe"}, wantErr: "PAYMENTS_GRPC_REFLECTION"},

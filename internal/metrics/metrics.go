@@ -53,7 +53,11 @@ type Metrics struct {
 	redisErrors   prometheus.Counter
 	redisEvents   *prometheus.CounterVec
 	ackShortfalls prometheus.Counter
+	reloads       *prometheus.CounterVec
 }
+
+// ReloadedFiles are the values of the file label of config_reloads_total.
+var ReloadedFiles = []string{"api_keys", "tls"}
 
 // New builds and registers every collector, Go runtime and process metrics
 // included.
@@ -91,6 +95,14 @@ func New() *Metrics {
 			Name: "redis_replica_acks_shortfall_total",
 			Help: "Creates and settlements written on the Redis primary but answered UNAVAILABLE because fewer replicas acknowledged them in time than PAYMENTS_REDIS_MIN_REPLICA_ACKS.",
 		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "config_reloads_total",
+			Help: "Re-reads of changed credential files (API keys, TLS certificates) by result; an error keeps the previous contents in force.",
+		}, []string{"file", "result"}),
+	}
+	for _, f := range ReloadedFiles {
+		m.reloads.WithLabelValues(f, "ok")
+		m.reloads.WithLabelValues(f, "error")
 	}
 	for _, o := range WebhookOutcomes {
 		m.webhookEvents.WithLabelValues(o)
@@ -101,7 +113,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.GRPC, m.created, m.replays, m.mismatches, m.webhookEvents, m.httpDuration, m.redisErrors, m.redisEvents, m.ackShortfalls,
+		m.GRPC, m.created, m.replays, m.mismatches, m.webhookEvents, m.httpDuration, m.redisErrors, m.redisEvents, m.ackShortfalls, m.reloads,
 	)
 	return m
 }
@@ -139,6 +151,16 @@ func (m *Metrics) ObserveRedisEvent(event string) { m.redisEvents.WithLabelValue
 // ObserveReplicaAckShortfall counts one write that fewer replicas
 // acknowledged than required.
 func (m *Metrics) ObserveReplicaAckShortfall() { m.ackShortfalls.Inc() }
+
+// ObserveReload counts one re-read of a changed file, one of ReloadedFiles;
+// ok reports whether its contents were taken.
+func (m *Metrics) ObserveReload(file string, ok bool) {
+	result := "ok"
+	if !ok {
+		result = "error"
+	}
+	m.reloads.WithLabelValues(file, result).Inc()
+}
 
 // RedisHook returns a go-redis hook that counts failed commands. A nil reply
 // (redis.Nil) is an answer, not an error.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 )
 
@@ -35,7 +36,20 @@ func toStatus(err error) *status.Status {
 		return st
 	}
 	var verr *payments.ValidationError
+	var qerr *quotaError
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		// Which part was wrong stays in the server log: telling the caller
+		// would help someone guessing keys.
+		return status.New(codes.Unauthenticated, "missing or invalid credentials: send authorization: Bearer <api key>, or a client certificate")
+	case errors.As(err, &qerr):
+		return withDetails(codes.ResourceExhausted,
+			"rate limit exceeded for "+qerr.method+"; retry after the delay in RetryInfo with the same idempotency key",
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(qerr.decision.RetryAfter)},
+			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+				Subject:     "merchant:" + qerr.merchant,
+				Description: qerr.method + " is limited to " + qerr.decision.Limit.String(),
+			}}})
 	case errors.As(err, &verr):
 		br := &errdetails.BadRequest{}
 		for _, v := range verr.Violations {

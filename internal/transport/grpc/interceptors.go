@@ -24,6 +24,7 @@ const RequestIDHeader = "x-request-id"
 // callInfo collects what a handler learns during a call, for the log line the
 // observer writes when the call ends.
 type callInfo struct {
+	merchant  string
 	outcome   payments.Outcome
 	paymentID string
 	err       error // the handler's own error, before mapping, for the log
@@ -74,6 +75,9 @@ func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 		if p, ok := peer.FromContext(ctx); ok {
 			attrs = append(attrs, slog.String("peer", p.Addr.String()))
 		}
+		if ci.merchant != "" {
+			attrs = append(attrs, slog.String("merchant", ci.merchant))
+		}
 		if ci.paymentID != "" {
 			attrs = append(attrs, slog.String("payment_id", ci.paymentID))
 		}
@@ -118,6 +122,10 @@ func levelFor(method string, code codes.Code) slog.Level {
 		if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
 			return slog.LevelDebug
 		}
+		return slog.LevelInfo
+	case codes.Unauthenticated:
+		// Refused credentials are routine; a flood of them shows in the
+		// metrics, where it can be alerted on.
 		return slog.LevelInfo
 	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
 		return slog.LevelWarn

@@ -23,6 +23,9 @@ type ServerConfig struct {
 	Reflection bool
 	// MaxRecvBytes bounds the size of one request message.
 	MaxRecvBytes int
+	// Authenticator identifies the merchant of every PaymentService call
+	// except Health; nil refuses them all.
+	Authenticator Authenticator
 	// Observer, if set, is told about every finished call.
 	Observer CallObserver
 	// Interceptors run inside the observer and outside error mapping and
@@ -33,11 +36,11 @@ type ServerConfig struct {
 // NewServer builds the gRPC server with every service registered and the
 // interceptor chain in place: observe (request id, log line), then
 // cfg.Interceptors (metrics), then error mapping, then panic recovery, then
-// the handler.
+// authentication, then the handler.
 func NewServer(cfg ServerConfig) *grpc.Server {
 	chain := []grpc.UnaryServerInterceptor{observe(cfg.Logger, cfg.Observer)}
 	chain = append(chain, cfg.Interceptors...)
-	chain = append(chain, mapErrors, recovery.UnaryServerInterceptor())
+	chain = append(chain, mapErrors, recovery.UnaryServerInterceptor(), authenticate(cfg.Authenticator))
 
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),

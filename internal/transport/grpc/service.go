@@ -6,6 +6,7 @@ package grpctransport
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,13 +14,20 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
 // Store is what the handlers need from persistence.
 type Store interface {
 	Create(ctx context.Context, p payments.Payment, fingerprint string) (payments.Receipt, payments.Outcome, error)
-	Get(ctx context.Context, id string) (payments.Payment, error)
+	Replay(ctx context.Context, merchantID, idempotencyKey, fingerprint string) (payments.Receipt, payments.Outcome, error)
+	Get(ctx context.Context, merchantID, id string) (payments.Payment, error)
+}
+
+// Limiter admits calls against each merchant's quota.
+type Limiter interface {
+	Allow(ctx context.Context, merchantID string, op ratelimit.Op) (ratelimit.Decision, error)
 }
 
 // Readiness reports whether the service can serve, for the spec's Health RPC.
@@ -35,24 +43,30 @@ const ReplayedHeader = "idempotent-replayed"
 type Service struct {
 	paymentsv1.UnimplementedPaymentServiceServer
 
-	store Store
-	ready Readiness
-	now   func() time.Time
+	store   Store
+	ready   Readiness
+	limiter Limiter
+	now     func() time.Time
 }
 
-// NewService returns the PaymentService handlers. now is the clock; nil means
-// time.Now.
-func NewService(store Store, ready Readiness, now func() time.Time) *Service {
+// NewService returns the PaymentService handlers. A nil limiter admits every
+// call; now is the clock, nil means time.Now.
+func NewService(store Store, ready Readiness, limiter Limiter, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, ready: ready, now: now}
+	return &Service{store: store, ready: ready, limiter: limiter, now: now}
 }
 
 // RequestPayment creates a payment, or replays the original response for a
-// repeated idempotency key.
+// repeated idempotency key of the calling merchant.
 func (s *Service) RequestPayment(ctx context.Context, in *paymentsv1.RequestPaymentRequest) (*paymentsv1.RequestPaymentResponse, error) {
+	merchant, err := merchantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	req := payments.Request{
+		MerchantID:     merchant,
 		AmountMinor:    in.GetAmountMinor(),
 		Currency:       in.GetCurrency(),
 		OrderID:        in.GetOrderId(),
@@ -62,7 +76,8 @@ func (s *Service) RequestPayment(ctx context.Context, in *paymentsv1.RequestPaym
 	if err := payments.Validate(req); err != nil {
 		return nil, err
 	}
-	rc, outcome, err := s.store.Create(ctx, payments.New(req, s.now().UTC()), payments.Fingerprint(req))
+	fingerprint := payments.Fingerprint(req)
+	rc, outcome, err := s.create(ctx, req, fingerprint)
 	annotate(ctx, outcome, rc.PaymentID)
 	if err != nil {
 		return nil, err
@@ -81,15 +96,55 @@ func (s *Service) RequestPayment(ctx context.Context, in *paymentsv1.RequestPaym
 	}, nil
 }
 
-// GetPayment returns one payment by id.
+// create stores the payment within the merchant's creation quota. Over the
+// quota, a retry of a payment that exists is still answered from its
+// idempotency record, which writes nothing: quota guards creation, and a
+// client that lost a response must always be able to get its payment back.
+// Only a request that would create is refused, before anything is written,
+// so a refusal never burns the key.
+func (s *Service) create(ctx context.Context, req payments.Request, fingerprint string) (payments.Receipt, payments.Outcome, error) {
+	d, err := s.allow(ctx, req.MerchantID, ratelimit.OpCreate)
+	if err != nil {
+		return payments.Receipt{}, "", err
+	}
+	if !d.Allowed {
+		rc, outcome, err := s.store.Replay(ctx, req.MerchantID, req.IdempotencyKey, fingerprint)
+		if errors.Is(err, payments.ErrNotFound) {
+			return payments.Receipt{}, "", &quotaError{method: "RequestPayment", merchant: req.MerchantID, decision: d}
+		}
+		return rc, outcome, err
+	}
+	return s.store.Create(ctx, payments.New(req, s.now().UTC()), fingerprint)
+}
+
+func (s *Service) allow(ctx context.Context, merchant string, op ratelimit.Op) (ratelimit.Decision, error) {
+	if s.limiter == nil {
+		return ratelimit.Decision{Allowed: true}, nil
+	}
+	return s.limiter.Allow(ctx, merchant, op)
+}
+
+// GetPayment returns one of the calling merchant's payments by id. Another
+// merchant's payment is NOT_FOUND, exactly like an id that does not exist.
 func (s *Service) GetPayment(ctx context.Context, in *paymentsv1.GetPaymentRequest) (*paymentsv1.GetPaymentResponse, error) {
+	merchant, err := merchantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	id := in.GetPaymentId()
 	if err := validatePaymentID(id); err != nil {
 		return nil, err
 	}
 	// Logged even when the lookup fails: a NOT_FOUND is easier to chase with the id.
 	annotate(ctx, "", id)
-	p, err := s.store.Get(ctx, id)
+	d, err := s.allow(ctx, merchant, ratelimit.OpGet)
+	if err != nil {
+		return nil, err
+	}
+	if !d.Allowed {
+		return nil, &quotaError{method: "GetPayment", merchant: merchant, decision: d}
+	}
+	p, err := s.store.Get(ctx, merchant, id)
 	if err != nil {
 		return nil, err
 	}

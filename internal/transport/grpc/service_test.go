@@ -30,7 +30,9 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -38,6 +40,7 @@ import (
 var fixedNow = time.Date(2026, 11, 22, 12, 0, 0, 987654321, time.UTC)
 
 type env struct {
+	lis    *bufconn.Listener
 	conn   *grpc.ClientConn
 	client paymentsv1.PaymentServiceClient
 	health healthpb.HealthClient
@@ -82,6 +85,28 @@ func (f readyFunc) Ready() bool { return f() }
 
 // start serves the real interceptor chain over bufconn. A nil store means the
 // real Redis repository on miniredis.
+// Two merchants, A and B, with a key each; the env's client calls as A.
+var (
+	keyA = mustKey("live")
+	keyB = mustKey("live")
+)
+
+func mustKey(env string) string {
+	k, err := auth.NewKey(env)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func testKeys() auth.Static {
+	ring, err := auth.ParseKeys([]byte(auth.Line("m_a", keyA) + "\n" + auth.Line("m_b", keyB)))
+	if err != nil {
+		panic(err)
+	}
+	return auth.Static{Ring: ring}
+}
+
 func start(t *testing.T, store Store, ready Readiness) *env {
 	t.Helper()
 	return startWith(t, store, ready, true)
@@ -89,6 +114,19 @@ func start(t *testing.T, store Store, ready Readiness) *env {
 
 func startWith(t *testing.T, store Store, ready Readiness, reflection bool) *env {
 	t.Helper()
+	return startOpts(t, opts{store: store, ready: ready, reflection: reflection})
+}
+
+type opts struct {
+	store      Store
+	ready      Readiness
+	reflection bool
+	limits     *ratelimit.Config // nil: unlimited
+}
+
+func startOpts(t *testing.T, o opts) *env {
+	t.Helper()
+	store, ready, reflection := o.store, o.ready, o.reflection
 	e := &env{logs: &syncBuffer{}}
 	if store == nil {
 		e.mr = miniredis.RunT(t)
@@ -96,29 +134,50 @@ func startWith(t *testing.T, store Store, ready Readiness, reflection bool) *env
 		t.Cleanup(func() { rc.Close() })
 		store = storage.New(rc, storage.Options{IdempotencyTTL: time.Hour})
 	}
+	var limiter Limiter
+	if o.limits != nil {
+		rc := redis.NewClient(&redis.Options{Addr: e.mr.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { rc.Close() })
+		limiter = ratelimit.New(rc, *o.limits)
+	}
 	hs := health.NewServer()
 	srv := NewServer(ServerConfig{
-		Logger:       slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Service:      NewService(store, ready, func() time.Time { return fixedNow }),
-		Health:       hs,
-		Reflection:   reflection,
-		MaxRecvBytes: 64 << 10,
+		Logger:        slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Service:       NewService(store, ready, limiter, func() time.Time { return fixedNow }),
+		Health:        hs,
+		Reflection:    reflection,
+		MaxRecvBytes:  64 << 10,
+		Authenticator: auth.NewAuthenticator(testKeys()),
 	})
-	lis := bufconn.Listen(1 << 20)
-	go func() { _ = srv.Serve(lis) }()
+	e.lis = bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(e.lis) }()
 	t.Cleanup(srv.Stop)
 
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient() error = %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := e.dial(t, grpc.WithPerRPCCredentials(auth.Bearer(keyA)))
 	e.client = paymentsv1.NewPaymentServiceClient(conn)
 	e.health = healthpb.NewHealthClient(conn)
 	e.conn = conn
 	return e
+}
+
+// dial opens another connection to the server.
+func (e *env) dial(t *testing.T, extra ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufnet", append([]grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}, extra...)...)
+	if err != nil {
+		t.Fatalf("grpc.NewClient() error = %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// as returns a client that calls with the given API key.
+func (e *env) as(t *testing.T, key string) paymentsv1.PaymentServiceClient {
+	t.Helper()
+	return paymentsv1.NewPaymentServiceClient(e.dial(t, grpc.WithPerRPCCredentials(auth.Bearer(key))))
 }
 
 func validReq(key string) *paymentsv1.RequestPaymentRequest {
@@ -278,7 +337,7 @@ func TestGetPaymentErrors(t *testing.T) {
 	}{
 		{name: "missing id", id: "", wantCode: codes.InvalidArgument},
 		{name: "malformed id", id: "pay_nope", wantCode: codes.InvalidArgument},
-		{name: "unknown id", id: payments.NewID("nobody", fixedNow), wantCode: codes.NotFound},
+		{name: "unknown id", id: payments.NewID("m_test", "nobody", fixedNow), wantCode: codes.NotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,9 +373,13 @@ func (s stubStore) Create(ctx context.Context, _ payments.Payment, _ string) (pa
 	return payments.Receipt{}, "", s.err
 }
 
-func (s stubStore) Get(ctx context.Context, _ string) (payments.Payment, error) {
+func (s stubStore) Get(ctx context.Context, _, _ string) (payments.Payment, error) {
 	_, _, err := s.Create(ctx, payments.Payment{}, "")
 	return payments.Payment{}, err
+}
+
+func (s stubStore) Replay(ctx context.Context, _, _, _ string) (payments.Receipt, payments.Outcome, error) {
+	return s.Create(ctx, payments.Payment{}, "")
 }
 
 func TestErrorModel(t *testing.T) {
@@ -366,7 +429,7 @@ func TestErrorModel(t *testing.T) {
 				t.Errorf("RetryInfo present = %v, want %v", gotRetry, tt.wantRetry)
 			}
 			// GetPayment maps the same way.
-			_, err = e.client.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: payments.NewID("k", fixedNow)})
+			_, err = e.client.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: payments.NewID("m_test", "k", fixedNow)})
 			if got := status.Code(err); got != tt.wantCode {
 				t.Errorf("GetPayment code = %v, want %v", got, tt.wantCode)
 			}
@@ -561,5 +624,194 @@ func TestReflectionCanBeTurnedOff(t *testing.T) {
 				t.Errorf("reflection lists %v, want payments.v1.PaymentService among them", names)
 			}
 		})
+	}
+}
+
+// TestAuthentication covers every way a credential can be wrong: each is
+// UNAUTHENTICATED with one message that names no part, and writes nothing.
+func TestAuthentication(t *testing.T) {
+	e := start(t, nil, nil)
+	unknown := mustKey("live")
+	tests := []struct {
+		name string
+		md   []string // authorization values; nil sends none
+	}{
+		{"none", nil},
+		{"empty", []string{""}},
+		{"no scheme", []string{keyA}},
+		{"basic", []string{"Basic " + keyA}},
+		{"malformed key", []string{"Bearer pk_live_tooshort"}},
+		{"unknown key", []string{"Bearer " + unknown}},
+		{"two keys", []string{"Bearer " + keyA, "Bearer " + keyB}},
+	}
+	anon := paymentsv1.NewPaymentServiceClient(e.dial(t))
+	var msg string
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			for _, v := range tt.md {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", v)
+			}
+			calls := map[string]func() error{
+				"RequestPayment": func() error { _, err := anon.RequestPayment(ctx, validReq("key-auth")); return err },
+				"GetPayment": func() error {
+					_, err := anon.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: payments.NewID("m_a", "k", fixedNow)})
+					return err
+				},
+			}
+			for name, call := range calls {
+				st := status.Convert(call())
+				if st.Code() != codes.Unauthenticated {
+					t.Fatalf("%s code = %v, want Unauthenticated", name, st.Code())
+				}
+				if msg == "" {
+					msg = st.Message()
+				}
+				if st.Message() != msg {
+					t.Errorf("%s message = %q, want the same %q for every refusal", name, st.Message(), msg)
+				}
+				for _, k := range []string{keyA, keyB, unknown} {
+					if strings.Contains(st.Message(), k) {
+						t.Errorf("%s message carries a key", name)
+					}
+				}
+			}
+			if keys := e.mr.Keys(); len(keys) != 0 {
+				t.Errorf("a refused call wrote %v, want nothing", keys)
+			}
+		})
+	}
+	for _, l := range e.logs.lines(t) {
+		if line, _ := json.Marshal(l); strings.Contains(string(line), keyA) || strings.Contains(string(line), unknown) {
+			t.Errorf("log line carries a key: %s", line)
+		}
+	}
+
+	t.Run("open methods", func(t *testing.T) {
+		if _, err := anon.Health(context.Background(), &paymentsv1.HealthRequest{}); err != nil {
+			t.Errorf("Health without credentials = %v, want open", err)
+		}
+		if _, err := healthpb.NewHealthClient(e.dial(t)).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Errorf("grpc.health.v1 without credentials = %v, want open", err)
+		}
+	})
+}
+
+// TestTenancy shows idempotency scoped to the merchant: the same key gives
+// two merchants two payments, and neither can read the other's.
+func TestTenancy(t *testing.T) {
+	e := start(t, nil, nil)
+	ctx := context.Background()
+	a, b := e.client, e.as(t, keyB)
+	pa, err := a.RequestPayment(ctx, validReq("shared-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr metadata.MD
+	pb, err := b.RequestPayment(ctx, validReq("shared-key"), grpc.Header(&hdr))
+	if err != nil {
+		t.Fatalf("B with A's key: %v, want its own payment", err)
+	}
+	if pa.GetPaymentId() == pb.GetPaymentId() || len(hdr.Get(ReplayedHeader)) != 0 {
+		t.Fatalf("B got %s (replayed %v), A got %s: want two independent payments", pb.GetPaymentId(), hdr.Get(ReplayedHeader), pa.GetPaymentId())
+	}
+	changed := validReq("shared-key")
+	changed.AmountMinor = 1
+	if _, err := b.RequestPayment(ctx, changed); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("B reusing its own key with another amount = %v, want FailedPrecondition", err)
+	}
+
+	_, errUnknown := a.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: payments.NewID("m_a", "never", fixedNow)})
+	_, errOther := a.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: pb.GetPaymentId()})
+	su, so := status.Convert(errUnknown), status.Convert(errOther)
+	if so.Code() != codes.NotFound || so.Message() != su.Message() || len(so.Details()) != len(su.Details()) {
+		t.Errorf("A reading B's payment = %v %q, want exactly what an unknown id gets: %v %q", so.Code(), so.Message(), su.Code(), su.Message())
+	}
+	if got, err := b.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: pb.GetPaymentId()}); err != nil || got.GetPaymentId() != pb.GetPaymentId() {
+		t.Errorf("B reading its own payment = %v, %v", got, err)
+	}
+
+	var merchants []any
+	for _, l := range e.logs.lines(t) {
+		if l["msg"] == "rpc" && l["method"] == "/payments.v1.PaymentService/RequestPayment" {
+			merchants = append(merchants, l["merchant"])
+		}
+	}
+	if diff := cmp.Diff([]any{"m_a", "m_b", "m_b"}, merchants); diff != "" {
+		t.Errorf("merchant in the log lines (-want +got):\n%s", diff)
+	}
+}
+
+// TestRateLimits refuses over quota without burning the key, and still
+// answers a replay of a payment that exists.
+func TestRateLimits(t *testing.T) {
+	e := startOpts(t, opts{reflection: true, limits: &ratelimit.Config{
+		Default:   ratelimit.Limits{Create: &ratelimit.Limit{PerSecond: 1, Burst: 2}, Get: &ratelimit.Limit{PerSecond: 1, Burst: 1}},
+		Merchants: map[string]ratelimit.Limits{"m_b": {Create: &ratelimit.Limit{}}},
+	}})
+	ctx := context.Background()
+	e.mr.SetTime(fixedNow)
+	first, err := e.client.RequestPayment(ctx, validReq("rl-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RequestPayment(ctx, validReq("rl-2")); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = e.client.RequestPayment(ctx, validReq("rl-3"))
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("third create = %v, want ResourceExhausted", err)
+	}
+	var retry *errdetails.RetryInfo
+	var quota *errdetails.QuotaFailure
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.RetryInfo:
+			retry = d
+		case *errdetails.QuotaFailure:
+			quota = d
+		}
+	}
+	if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 || retry.GetRetryDelay().AsDuration() > time.Second {
+		t.Errorf("RetryInfo = %v, want a delay in (0, 1s]", retry)
+	}
+	wantQuota := &errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+		Subject: "merchant:m_a", Description: "RequestPayment is limited to 1 per second, burst 2",
+	}}}
+	if diff := cmp.Diff(wantQuota, quota, protocmp.Transform()); diff != "" {
+		t.Errorf("QuotaFailure mismatch (-want +got):\n%s", diff)
+	}
+	if e.mr.Exists(storage.IdempotencyKey("m_a", "rl-3")) {
+		t.Errorf("a refused create wrote its idempotency record")
+	}
+
+	var hdr metadata.MD
+	replay, err := e.client.RequestPayment(ctx, validReq("rl-1"), grpc.Header(&hdr))
+	if err != nil || replay.GetPaymentId() != first.GetPaymentId() || len(hdr.Get(ReplayedHeader)) != 1 {
+		t.Errorf("replay over quota = %v, %v (header %v), want the original payment replayed", replay, err, hdr)
+	}
+	changed := validReq("rl-1")
+	changed.AmountMinor = 5
+	if _, err := e.client.RequestPayment(ctx, changed); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("mismatch over quota = %v, want FailedPrecondition", err)
+	}
+	if _, err := e.as(t, keyB).RequestPayment(ctx, validReq("rl-3")); err != nil {
+		t.Errorf("merchant with an unlimited override = %v, want admitted", err)
+	}
+
+	e.mr.SetTime(fixedNow.Add(time.Second))
+	var hdr3 metadata.MD
+	if _, err := e.client.RequestPayment(ctx, validReq("rl-3"), grpc.Header(&hdr3)); err != nil || len(hdr3.Get(ReplayedHeader)) != 0 {
+		t.Errorf("the refused key once quota is back = %v (replayed %v), want a fresh payment", err, hdr3.Get(ReplayedHeader))
+	}
+
+	get := &paymentsv1.GetPaymentRequest{PaymentId: first.GetPaymentId()}
+	if _, err := e.client.GetPayment(ctx, get); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.GetPayment(ctx, get); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("second get within a burst of 1 = %v, want ResourceExhausted", err)
 	}
 }

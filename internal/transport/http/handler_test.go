@@ -90,7 +90,7 @@ func startWith(t *testing.T, opts storage.Options) *env {
 // payment creates a pending USD 12.34 payment and returns its id.
 func (e *env) payment(t *testing.T) string {
 	t.Helper()
-	req := payments.Request{AmountMinor: 1234, Currency: "USD", OrderID: "o-1", IdempotencyKey: "k-" + t.Name()}
+	req := payments.Request{MerchantID: "m_test", AmountMinor: 1234, Currency: "USD", OrderID: "o-1", IdempotencyKey: "k-" + t.Name()}
 	p := payments.New(req, clock)
 	if _, _, err := e.repo.Create(context.Background(), p, payments.Fingerprint(req)); err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestWebhook(t *testing.T) {
 			return delivery{body: strings.Replace(succeeded(id), "1234", "999", 1)}
 		}, wantStatus: 422, wantOutcome: "bad_request", wantProblem: true, wantFields: []string{"amount_minor", "currency"}},
 		{name: "unknown payment", delivery: func(string) delivery {
-			return delivery{body: succeeded(payments.NewID("someone-else", clock))}
+			return delivery{body: succeeded(payments.NewID("m_test", "someone-else", clock))}
 		}, wantStatus: 404, wantOutcome: "unknown_payment", wantProblem: true},
 	}
 	for _, tt := range tests {
@@ -289,7 +289,7 @@ func TestWebhook(t *testing.T) {
 			if wantStatus == 0 {
 				wantStatus = payments.StatusPending
 			}
-			stored, err := e.repo.Get(context.Background(), id)
+			stored, err := e.repo.Get(context.Background(), "m_test", id)
 			if err != nil {
 				t.Fatalf("Get() error = %v", err)
 			}
@@ -504,7 +504,7 @@ func TestWebhookReplicaAckShortfall(t *testing.T) {
 	// The payment is created without acknowledgements, on the same store.
 	plain := redis.NewClient(&redis.Options{Addr: e.mr.Addr()})
 	t.Cleanup(func() { plain.Close() })
-	req := payments.Request{AmountMinor: 1234, Currency: "USD", OrderID: "o-1", IdempotencyKey: "k-acks"}
+	req := payments.Request{MerchantID: "m_test", AmountMinor: 1234, Currency: "USD", OrderID: "o-1", IdempotencyKey: "k-acks"}
 	p := payments.New(req, clock)
 	if _, _, err := storage.New(plain, storage.Options{IdempotencyTTL: time.Hour}).Create(context.Background(), p, payments.Fingerprint(req)); err != nil {
 		t.Fatal(err)
@@ -523,7 +523,7 @@ func TestWebhookReplicaAckShortfall(t *testing.T) {
 			t.Errorf("after the %s: shortfall counter = %v, want %d", attempt, got, i+1)
 		}
 	}
-	if got := e.mr.HGet(storage.PaymentKey(payments.HashTag("k-acks"), p.ID), "st"); got != "2" {
+	if got := e.mr.HGet(storage.PaymentKey(payments.HashTag("m_test", "k-acks"), p.ID), "st"); got != "2" {
 		t.Errorf("stored status = %q, want 2 (SUCCEEDED): the primary took the settlement", got)
 	}
 }
@@ -543,7 +543,7 @@ func TestWebhookUnexpectedStoreError(t *testing.T) {
 		Verifier: webhook.NewVerifier([][]byte{keyCurrent}, time.Minute, func() time.Time { return clock }),
 		Observer: m,
 	})
-	body := []byte(event("payment.succeeded", payments.NewID("k", clock), ""))
+	body := []byte(event("payment.succeeded", payments.NewID("m_test", "k", clock), ""))
 	req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, WebhookPath, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(webhook.HeaderID, "m")
