@@ -38,8 +38,10 @@ LABEL org.opencontainers.image.title="payments-svc" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/payments-svc /payments-svc
 USER 65532:65532
-# gRPC, then HTTP (webhooks, /metrics, /healthz, /readyz).
-EXPOSE 50051 8080
+# gRPC; the public HTTP port (the provider webhook only); the private admin
+# port (/metrics, /healthz, /readyz, /debug/pprof/ with PAYMENTS_PPROF=true),
+# which must never be published beyond the host or the cluster.
+EXPOSE 50051 8080 9090
 # No shell in the image: the binary is its own grpc.health.v1 client.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["/payments-svc", "healthcheck"]

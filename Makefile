@@ -265,7 +265,7 @@ skaffold: ## build skaffold v2.16.1 (the newest the module proxy serves) into .c
 	test/tools/build.sh skaffold
 
 .PHONY: dev
-dev: skaffold ## skaffold dev loop on the kind cluster: rebuild, redeploy and port-forward 50051/8080 on every change
+dev: skaffold ## skaffold dev loop on the kind cluster: rebuild, redeploy and port-forward 50051/8080/9090 on every change
 	$(SKAFFOLD) dev --profile kind --port-forward
 
 .PHONY: dev-local

@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func containerPort(t *testing.T, c corev1.Container, name string) int32 {
@@ -26,6 +28,26 @@ func containerPort(t *testing.T, c corev1.Container, name string) int32 {
 	}
 	t.Fatalf("container %s has no port named %q", c.Name, name)
 	return 0
+}
+
+func volume(t *testing.T, spec corev1.PodSpec, name string) corev1.Volume {
+	t.Helper()
+	for _, v := range spec.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("pod has no volume %q", name)
+	return corev1.Volume{}
+}
+
+func mount(c corev1.Container, name string) (corev1.VolumeMount, bool) {
+	for _, m := range c.VolumeMounts {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return corev1.VolumeMount{}, false
 }
 
 func envVar(c corev1.Container, name string) (corev1.EnvVar, bool) {
@@ -156,6 +178,9 @@ func TestDefaultsServerPod(t *testing.T) {
 			"PAYMENTS_ENVIRONMENT": "production",
 			"PAYMENTS_GRPC_ADDR":   ":50051",
 			"PAYMENTS_HTTP_ADDR":   ":8080",
+			"PAYMENTS_ADMIN_ADDR":  ":9090",
+			"PAYMENTS_PPROF":       "false",
+			"PAYMENTS_TLS_MESH":    "true",
 			"PAYMENTS_REDIS_ADDRS": fullname + "-redis:6379",
 			"PAYMENTS_REDIS_MODE":  "single",
 		}
@@ -166,6 +191,12 @@ func TestDefaultsServerPod(t *testing.T) {
 		}
 		if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != fullname {
 			t.Errorf("envFrom = %+v, want the ConfigMap %s", c.EnvFrom, fullname)
+		}
+		if _, ok := cm.Data["PAYMENTS_RATE_LIMITS"]; ok {
+			t.Error("PAYMENTS_RATE_LIMITS set without rateLimits values, want the server's defaults")
+		}
+		if got := containerPort(t, c, "admin"); got != 9090 {
+			t.Errorf("admin container port = %d, want 9090", got)
 		}
 	})
 	t.Run("secrets come from the Secret", func(t *testing.T) {
@@ -232,6 +263,19 @@ func TestDefaultsServerPod(t *testing.T) {
 			t.Errorf("service selector differs from the deployment's (-deployment +service):\n%s", diff)
 		}
 	})
+	t.Run("admin service", func(t *testing.T) {
+		admin := get[*corev1.Service](t, r, "Service", fullname+"-admin")
+		if admin.Spec.Type != corev1.ServiceTypeClusterIP {
+			t.Errorf("admin Service type = %q, want ClusterIP", admin.Spec.Type)
+		}
+		if len(admin.Spec.Ports) != 1 || admin.Spec.Ports[0].Name != "admin" || admin.Spec.Ports[0].Port != 9090 ||
+			admin.Spec.Ports[0].TargetPort.String() != "admin" {
+			t.Errorf("admin Service ports = %+v, want only admin 9090 -> admin", admin.Spec.Ports)
+		}
+		if diff := cmp.Diff(d.Spec.Selector.MatchLabels, admin.Spec.Selector); diff != "" {
+			t.Errorf("admin Service selector differs from the deployment's (-deployment +service):\n%s", diff)
+		}
+	})
 	t.Run("service account and PDB", func(t *testing.T) {
 		sa := get[*corev1.ServiceAccount](t, r, "ServiceAccount", fullname)
 		if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
@@ -285,8 +329,13 @@ func TestChecksumFollowsConfigAndSecret(t *testing.T) {
 		{"redis password", "secrets: {redisPassword: other}", true},
 		{"replica acks", `{redis: {enabled: false}, externalRedis: {addrs: ["r:6379"]}, config: {redis: {minReplicaAcks: 1}}}`, true},
 		{"connection lifetime", "config: {redis: {connMaxLifetime: 10s}}", true},
+		{"pprof", "config: {pprof: true}", true},
+		{"rate limits", "rateLimits: {default: {create: {perSecond: 5, burst: 10}}}", true},
 		{"replica count only", "replicaCount: 3", false},
 		{"pod annotation only", "podAnnotations: {team: payments}", false},
+		// Keys and certificates are reloaded by the server: rotating them must not restart pods.
+		{"api key added", `auth: {keys: ["` + devKeyLine + `", "m_shop sha256:` + strings.Repeat("ab", 32) + `"]}`, false},
+		{"tls secret name", "tls: {mode: secret, secretName: payments-tls-v2}", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -360,7 +409,8 @@ func TestExternalRedis(t *testing.T) {
 }
 
 func TestExistingSecret(t *testing.T) {
-	r := render(t, renderOpts{}, `secrets: {existingSecret: ops-managed, webhookSecrets: [], redisPassword: ""}`)
+	r := render(t, renderOpts{}, `{secrets: {existingSecret: ops-managed, webhookSecrets: [], redisPassword: ""},
+		auth: {keys: [], existingSecret: ops-managed-keys, secretKey: keys.txt}}`)
 	if n := r.count("Secret"); n != 0 {
 		t.Errorf("%d Secrets rendered with existingSecret, want 0", n)
 	}
@@ -372,6 +422,13 @@ func TestExistingSecret(t *testing.T) {
 				}
 			}
 		}
+	}
+	spec := get[*appsv1.Deployment](t, r, "Deployment", fullname).Spec.Template.Spec
+	if v := volume(t, spec, "api-keys"); v.Secret == nil || v.Secret.SecretName != "ops-managed-keys" {
+		t.Errorf("api-keys volume = %+v, want the Secret ops-managed-keys", v)
+	}
+	if got := get[*corev1.ConfigMap](t, r, "ConfigMap", fullname).Data["PAYMENTS_AUTH_KEYS_FILE"]; got != "/etc/payments/auth/keys.txt" {
+		t.Errorf("PAYMENTS_AUTH_KEYS_FILE = %q, want /etc/payments/auth/keys.txt", got)
 	}
 }
 
@@ -392,6 +449,10 @@ func TestOptionalObjects(t *testing.T) {
 		{"pdb off", "podDisruptionBudget: {enabled: false}", nil, map[string]int{"PodDisruptionBudget": 0}},
 		{"tests off", "tests: {enabled: false}", nil, map[string]int{"Job": 0}},
 		{"no redis persistence", "redis: {persistence: {enabled: false}}", nil, map[string]int{"StatefulSet": 1}},
+		{"admin service always", "", nil, map[string]int{"Service": 3}},
+		{"certificate only with cert-manager mode", "", nil, map[string]int{"Certificate": 0}},
+		{"certificate", "tls: {mode: certManager, certManager: {issuerRef: {name: ca}}}", nil, map[string]int{"Certificate": 1}},
+		{"no keys secret in development without keys", "{config: {environment: development}, auth: {keys: []}}", nil, map[string]int{"Secret": 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,17 +481,41 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	}
 }
 
-func TestServiceMonitorScrapesHTTP(t *testing.T) {
+func TestServiceMonitorScrapesAdmin(t *testing.T) {
 	r := render(t, renderOpts{extraAPIVersions: []string{"monitoring.coreos.com/v1"}}, "serviceMonitor: {enabled: true}")
 	sm := get[*serviceMonitor](t, r, "ServiceMonitor", fullname)
-	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
-		t.Errorf("endpoints = %+v, want port http path /metrics", sm.Spec.Endpoints)
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "admin" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Errorf("endpoints = %+v, want port admin path /metrics", sm.Spec.Endpoints)
 	}
-	svc := get[*corev1.Service](t, r, "Service", fullname)
-	for k, v := range sm.Spec.Selector.MatchLabels {
-		if svc.Labels[k] != v {
-			t.Errorf("ServiceMonitor selects %s=%s, the Service has %q", k, v, svc.Labels[k])
+	selects := func(svc *corev1.Service) bool {
+		for k, v := range sm.Spec.Selector.MatchLabels {
+			if svc.Labels[k] != v {
+				return false
+			}
 		}
+		return true
+	}
+	// Exactly the admin Service: the public one has no admin port, and matching both would scrape twice.
+	if admin := get[*corev1.Service](t, r, "Service", fullname+"-admin"); !selects(admin) {
+		t.Errorf("ServiceMonitor selector %v does not match the admin Service's labels %v", sm.Spec.Selector.MatchLabels, admin.Labels)
+	}
+	if public := get[*corev1.Service](t, r, "Service", fullname); selects(public) {
+		t.Errorf("ServiceMonitor selector %v matches the public Service too", sm.Spec.Selector.MatchLabels)
+	}
+	for _, p := range get[*corev1.Service](t, r, "Service", fullname).Spec.Ports {
+		if p.Name == "admin" || p.TargetPort.String() == "admin" {
+			t.Errorf("public Service exposes the admin port: %+v", p)
+		}
+	}
+}
+
+func TestAdminServiceStaysInsideTheCluster(t *testing.T) {
+	r := render(t, renderOpts{}, "service: {type: LoadBalancer}")
+	if got := get[*corev1.Service](t, r, "Service", fullname).Spec.Type; got != corev1.ServiceTypeLoadBalancer {
+		t.Errorf("public Service type = %q, want LoadBalancer", got)
+	}
+	if got := get[*corev1.Service](t, r, "Service", fullname+"-admin").Spec.Type; got != corev1.ServiceTypeClusterIP {
+		t.Errorf("admin Service type = %q with a LoadBalancer public Service, want ClusterIP", got)
 	}
 }
 
@@ -451,24 +536,38 @@ func TestNetworkPolicy(t *testing.T) {
 		values      string
 		wantIngress []rule
 		wantEgress  []rule
+		// wantAdminFrom, when set, is the whole peer list of the admin port's rule.
+		wantAdminFrom []networkingv1.NetworkPolicyPeer
 	}{
 		{
 			name:        "bundled redis",
 			values:      "networkPolicy: {enabled: true}",
-			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}},
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}, {ports: []string{"TCP/admin"}, peers: 1}},
 			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/6379"}, peers: 1}},
+			wantAdminFrom: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}},
+		},
+		{
+			name: "admin port from a custom scraper",
+			values: `networkPolicy: {enabled: true, adminFrom: [{namespaceSelector: {matchLabels: {team: observability}},
+				podSelector: {matchLabels: {app: vmagent}}}]}`,
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}, {ports: []string{"TCP/admin"}, peers: 1}},
+			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/6379"}, peers: 1}},
+			wantAdminFrom: []networkingv1.NetworkPolicyPeer{{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "observability"}},
+				PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"app": "vmagent"}}}},
 		},
 		{
 			name: "external sentinels with restricted clients",
 			values: `{networkPolicy: {enabled: true, ingressFrom: [{namespaceSelector: {matchLabels: {team: shop}}}],
 				externalRedisEgressTo: [{ipBlock: {cidr: 192.0.2.0/24}}], externalRedisPorts: [26379, 6379]},
 				redis: {enabled: false}, externalRedis: {addrs: ["s1:26379"], mode: sentinel, masterName: m}}`,
-			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 2}},
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 2}, {ports: []string{"TCP/admin"}, peers: 1}},
 			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/26379", "TCP/6379"}, peers: 1}},
 		},
 		{
-			name:        "external ports derived from addrs",
-			values:      `{networkPolicy: {enabled: true}, redis: {enabled: false}, externalRedis: {addrs: ["a:7000", "b:7000", "c:7001"], mode: cluster}}`,
+			name:        "external ports derived from addrs, admin port closed",
+			values:      `{networkPolicy: {enabled: true, adminFrom: []}, redis: {enabled: false}, externalRedis: {addrs: ["a:7000", "b:7000", "c:7001"], mode: cluster}}`,
 			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}},
 			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/7000", "TCP/7001"}, peers: 0}},
 		},
@@ -490,6 +589,17 @@ func TestNetworkPolicy(t *testing.T) {
 			}
 			for _, out := range np.Spec.Egress {
 				gotOut = append(gotOut, rule{summarize(out.Ports), len(out.To)})
+			}
+			if tt.wantAdminFrom != nil {
+				var got []networkingv1.NetworkPolicyPeer
+				for _, in := range np.Spec.Ingress {
+					if len(in.Ports) == 1 && in.Ports[0].Port.String() == "admin" {
+						got = in.From
+					}
+				}
+				if diff := cmp.Diff(tt.wantAdminFrom, got); diff != "" {
+					t.Errorf("admin port peers (-want +got):\n%s", diff)
+				}
 			}
 			opt := cmp.AllowUnexported(rule{})
 			if diff := cmp.Diff(tt.wantIngress, gotIn, opt); diff != "" {
@@ -527,6 +637,21 @@ func TestRejectedValues(t *testing.T) {
 		{"replica acks on the bundled redis", "config: {redis: {minReplicaAcks: 1}}", "config.redis.minReplicaAcks needs a Redis with replicas"},
 		{"negative min-replicas-to-write", "redis: {minReplicasToWrite: -1}", "minReplicasToWrite"},
 		{"string min-replicas-max-lag", `redis: {minReplicasMaxLag: "10"}`, "minReplicasMaxLag"},
+		{"production without api keys", "auth: {keys: []}", "production needs callers to authenticate"},
+		{"keys and an existing keys secret", "auth: {existingSecret: ops-keys}", "set auth.keys or auth.existingSecret, not both"},
+		{"key line without sha256 prefix", `auth: {keys: ["m_shop ` + strings.Repeat("ab", 32) + `"]}`, "keys"},
+		{"key line with uppercase hex", `auth: {keys: ["m_shop sha256:` + strings.Repeat("AB", 32) + `"]}`, "keys"},
+		{"merchant id with a dot", `auth: {keys: ["m.shop sha256:` + strings.Repeat("ab", 32) + `"]}`, "keys"},
+		{"unknown tls mode", "tls: {mode: none}", "mode"},
+		{"tls secret mode without a secret", "tls: {mode: secret}", "tls.mode=secret needs tls.secretName"},
+		{"cert-manager without an issuer", "tls: {mode: certManager}", "tls.mode=certManager needs tls.certManager.issuerRef.name"},
+		{"client CA behind a mesh", "tls: {clientCA: {secretName: merchants-ca}}", "tls.clientCA needs tls.mode secret or certManager"},
+		{"typo in rate limits", "rateLimits: {default: {create: {perSec: 1, burst: 1}}}", "perSec"},
+		{"unknown rate-limited method", "rateLimits: {default: {list: {perSecond: 1, burst: 1}}}", "list"},
+		{"negative rate", "rateLimits: {default: {get: {perSecond: -1, burst: 1}}}", "perSecond"},
+		{"bad merchant id in rate limits", "rateLimits: {merchants: {\"m shop\": {get: {perSecond: 1, burst: 1}}}}", "m shop"},
+		{"admin port out of range", "containerPorts: {admin: 70000}", "admin"},
+		{"string pprof", `config: {pprof: "yes"}`, "pprof"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -633,6 +758,283 @@ func TestBundledRedisMinReplicasToWrite(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("redis args (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	const shopLine = "m_shop sha256:9ff8bb6f750e537e462b0a718586c4a31cc400c75fdf988103e68d6a1a69db87"
+	r := render(t, renderOpts{}, `auth: {keys: ["# m_shop rotates on 2026-12-01", "`+devKeyLine+`", "`+shopLine+`"]}`)
+	sec := get[*corev1.Secret](t, r, "Secret", fullname+"-api-keys")
+	want := "# m_shop rotates on 2026-12-01\n" + devKeyLine + "\n" + shopLine + "\n"
+	if got := string(sec.Data["api-keys"]); got != want {
+		t.Errorf("Secret api-keys = %q, want %q", got, want)
+	}
+	if _, inMain := get[*corev1.Secret](t, r, "Secret", fullname).Data["api-keys"]; inMain {
+		t.Error("the keys are in the main Secret too, whose checksum rolls the pods")
+	}
+	d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
+	spec := d.Spec.Template.Spec
+	c := spec.Containers[0]
+	v := volume(t, spec, "api-keys")
+	if v.Secret == nil || v.Secret.SecretName != fullname+"-api-keys" {
+		t.Fatalf("api-keys volume = %+v, want the Secret %s-api-keys", v, fullname)
+	}
+	m, ok := mount(c, "api-keys")
+	if !ok {
+		t.Fatal("the server container does not mount api-keys")
+	}
+	// A subPath mount is a copy taken at start: a rotated key would never reach the server.
+	if m.MountPath != "/etc/payments/auth" || m.SubPath != "" || !m.ReadOnly {
+		t.Errorf("api-keys mount = %+v, want the read-only directory /etc/payments/auth without subPath", m)
+	}
+	cm := get[*corev1.ConfigMap](t, r, "ConfigMap", fullname)
+	if got := cm.Data["PAYMENTS_AUTH_KEYS_FILE"]; got != "/etc/payments/auth/api-keys" {
+		t.Errorf("PAYMENTS_AUTH_KEYS_FILE = %q, want /etc/payments/auth/api-keys", got)
+	}
+
+	t.Run("development without keys", func(t *testing.T) {
+		r := render(t, renderOpts{}, "{config: {environment: development}, auth: {keys: []}}")
+		if _, ok := r.objects["Secret/"+fullname+"-api-keys"]; ok {
+			t.Error("a keys Secret without keys")
+		}
+		if _, ok := get[*corev1.ConfigMap](t, r, "ConfigMap", fullname).Data["PAYMENTS_AUTH_KEYS_FILE"]; ok {
+			t.Error("PAYMENTS_AUTH_KEYS_FILE set without keys: the server would not fall back to the dev key")
+		}
+		for _, v := range get[*appsv1.Deployment](t, r, "Deployment", fullname).Spec.Template.Spec.Volumes {
+			if v.Name == "api-keys" {
+				t.Errorf("api-keys volume without keys: %+v", v)
+			}
+		}
+	})
+}
+
+// TestKeyRotationKeepsPodTemplate: adding, replacing or removing API keys changes only the keys Secret, so
+// `helm upgrade` rolls nothing and the mounted file changes under the running server.
+func TestKeyRotationKeepsPodTemplate(t *testing.T) {
+	const newLine = "m_dev sha256:9ff8bb6f750e537e462b0a718586c4a31cc400c75fdf988103e68d6a1a69db87"
+	before := render(t, renderOpts{})
+	for _, tt := range []struct{ name, values string }{
+		{"key added", `auth: {keys: ["` + devKeyLine + `", "` + newLine + `"]}`},
+		{"key replaced", `auth: {keys: ["` + newLine + `"]}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			after := render(t, renderOpts{}, tt.values)
+			tmpl := func(r rendered) corev1.PodTemplateSpec {
+				return get[*appsv1.Deployment](t, r, "Deployment", fullname).Spec.Template
+			}
+			if diff := cmp.Diff(tmpl(before), tmpl(after)); diff != "" {
+				t.Errorf("pod template changed on a key rotation (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(get[*corev1.ConfigMap](t, before, "ConfigMap", fullname), get[*corev1.ConfigMap](t, after, "ConfigMap", fullname)); diff != "" {
+				t.Errorf("ConfigMap changed on a key rotation (-before +after):\n%s", diff)
+			}
+			key := "Secret/" + fullname + "-api-keys"
+			if cmp.Equal(before.objects[key], after.objects[key]) {
+				t.Errorf("%s unchanged: the rotation went nowhere", key)
+			}
+		})
+	}
+}
+
+func TestTLSModes(t *testing.T) {
+	type want struct {
+		env         map[string]string // ConfigMap entries; "" means absent
+		tlsSecret   string            // secret of the tls volume; "" means no volume
+		clientCA    string            // secret of the client-ca volume; "" means no volume
+		certificate bool
+		execProbes  bool
+	}
+	tests := []struct {
+		name   string
+		values string
+		want   want
+	}{
+		{
+			name:   "mesh by default",
+			values: "",
+			want: want{env: map[string]string{"PAYMENTS_TLS_MESH": "true", "PAYMENTS_TLS_CERT_FILE": "", "PAYMENTS_TLS_KEY_FILE": "",
+				"PAYMENTS_TLS_CLIENT_CA_FILE": ""}},
+		},
+		{
+			name:   "operator's secret",
+			values: "tls: {mode: secret, secretName: payments-tls}",
+			want: want{env: map[string]string{"PAYMENTS_TLS_MESH": "", "PAYMENTS_TLS_CERT_FILE": "/etc/payments/tls/tls.crt",
+				"PAYMENTS_TLS_KEY_FILE": "/etc/payments/tls/tls.key", "PAYMENTS_TLS_CLIENT_CA_FILE": ""},
+				tlsSecret: "payments-tls", execProbes: true},
+		},
+		{
+			name: "cert-manager with merchant mTLS",
+			values: `tls: {mode: certManager, certManager: {issuerRef: {name: payments-ca, kind: ClusterIssuer}, extraDnsNames: [payments.example.test]},
+				clientCA: {secretName: merchants-ca, key: bundle.pem}}`,
+			want: want{env: map[string]string{"PAYMENTS_TLS_MESH": "", "PAYMENTS_TLS_CERT_FILE": "/etc/payments/tls/tls.crt",
+				"PAYMENTS_TLS_KEY_FILE": "/etc/payments/tls/tls.key", "PAYMENTS_TLS_CLIENT_CA_FILE": "/etc/payments/client-ca/bundle.pem"},
+				tlsSecret: fullname + "-tls", clientCA: "merchants-ca", certificate: true, execProbes: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, renderOpts{}, tt.values)
+			cm := get[*corev1.ConfigMap](t, r, "ConfigMap", fullname)
+			for k, v := range tt.want.env {
+				if got, ok := cm.Data[k]; got != v || (v == "" && ok) {
+					t.Errorf("ConfigMap %s = %q (set %v), want %q", k, got, ok, v)
+				}
+			}
+			spec := get[*appsv1.Deployment](t, r, "Deployment", fullname).Spec.Template.Spec
+			c := spec.Containers[0]
+			for name, vol := range map[string]struct{ secret, file string }{
+				"tls":       {tt.want.tlsSecret, tt.want.env["PAYMENTS_TLS_CERT_FILE"]},
+				"client-ca": {tt.want.clientCA, tt.want.env["PAYMENTS_TLS_CLIENT_CA_FILE"]},
+			} {
+				secret := vol.secret
+				m, mounted := mount(c, name)
+				if secret == "" {
+					if mounted {
+						t.Errorf("volume %s mounted, want none", name)
+					}
+					continue
+				}
+				if v := volume(t, spec, name); v.Secret == nil || v.Secret.SecretName != secret {
+					t.Errorf("volume %s = %+v, want the Secret %s", name, v, secret)
+				}
+				if !mounted || m.SubPath != "" || !m.ReadOnly || filepath.Dir(vol.file) != m.MountPath {
+					t.Errorf("volume %s mount = %+v, want a read-only directory without subPath that holds the configured files", name, m)
+				}
+			}
+			if got := r.count("Certificate"); got != map[bool]int{true: 1}[tt.want.certificate] {
+				t.Errorf("%d Certificates rendered", got)
+			}
+
+			job := get[*batchv1.Job](t, r, "Job", fullname+"-test").Spec.Template.Spec.Containers[0]
+			if got := slices.Contains(job.Args, "-tls"); got != tt.want.execProbes {
+				t.Errorf("helm test args %v: -tls present = %v, want %v", job.Args, got, tt.want.execProbes)
+			}
+			for name, p := range map[string]struct {
+				probe   *corev1.Probe
+				service string
+			}{
+				"startup":   {c.StartupProbe, "liveness"},
+				"liveness":  {c.LivenessProbe, "liveness"},
+				"readiness": {c.ReadinessProbe, "payments.v1.PaymentService"},
+			} {
+				if !tt.want.execProbes {
+					if p.probe.GRPC == nil || p.probe.Exec != nil {
+						t.Errorf("%s probe = %+v, want the native gRPC probe", name, p.probe)
+					}
+					continue
+				}
+				// The kubelet's gRPC probe cannot speak TLS; the binary's own client on loopback can.
+				if p.probe.Exec == nil || p.probe.GRPC != nil {
+					t.Fatalf("%s probe = %+v, want an exec probe with TLS on", name, p.probe)
+				}
+				want := []string{"/payments-svc", "healthcheck", "-addr", "127.0.0.1:50051", "-tls", "-insecure-skip-verify",
+					"-service", p.service, "-timeout", "2s"}
+				if diff := cmp.Diff(want, p.probe.Exec.Command); diff != "" {
+					t.Errorf("%s probe command (-want +got):\n%s", name, diff)
+				}
+			}
+		})
+	}
+
+	t.Run("certificate", func(t *testing.T) {
+		r := render(t, renderOpts{}, `tls: {mode: certManager, certManager: {issuerRef: {name: payments-ca, kind: ClusterIssuer},
+			duration: 720h, renewBefore: 240h, extraDnsNames: [payments.example.test]}}`)
+		cert := get[*certificate](t, r, "Certificate", fullname)
+		if cert.Spec.SecretName != fullname+"-tls" {
+			t.Errorf("secretName = %q, want %s-tls", cert.Spec.SecretName, fullname)
+		}
+		wantDNS := []string{fullname, fullname + "." + namespace, fullname + "." + namespace + ".svc",
+			fullname + "." + namespace + ".svc.cluster.local", "payments.example.test"}
+		if diff := cmp.Diff(wantDNS, cert.Spec.DNSNames); diff != "" {
+			t.Errorf("dnsNames (-want +got):\n%s", diff)
+		}
+		if ref := cert.Spec.IssuerRef; ref.Name != "payments-ca" || ref.Kind != "ClusterIssuer" || ref.Group != "cert-manager.io" {
+			t.Errorf("issuerRef = %+v", ref)
+		}
+		if cert.Spec.Duration != "720h" || cert.Spec.RenewBefore != "240h" || cert.Spec.PrivateKey.RotationPolicy != "Always" {
+			t.Errorf("duration %q, renewBefore %q, rotationPolicy %q; want 720h, 240h, Always",
+				cert.Spec.Duration, cert.Spec.RenewBefore, cert.Spec.PrivateKey.RotationPolicy)
+		}
+		if !slices.Contains(cert.Spec.Usages, "server auth") {
+			t.Errorf("usages = %v, want server auth", cert.Spec.Usages)
+		}
+		// The public Service is what the names must cover.
+		if get[*corev1.Service](t, r, "Service", fullname).Name != cert.Spec.DNSNames[0] {
+			t.Error("the Certificate's first name is not the public Service's")
+		}
+	})
+}
+
+func TestRateLimits(t *testing.T) {
+	const values = `rateLimits: {default: {create: {perSecond: 100, burst: 200}, get: {perSecond: 500, burst: 1000}},
+		merchants: {m_big: {create: {perSecond: 1000, burst: 2000}}, m_free: {get: {perSecond: 0, burst: 0}}}}`
+	cm := get[*corev1.ConfigMap](t, render(t, renderOpts{}, values), "ConfigMap", fullname)
+	raw, ok := cm.Data["PAYMENTS_RATE_LIMITS"]
+	if !ok {
+		t.Fatal("no PAYMENTS_RATE_LIMITS in the ConfigMap")
+	}
+	type limit struct {
+		PerSecond float64 `json:"perSecond"`
+		Burst     int     `json:"burst"`
+	}
+	type ops struct {
+		Create *limit `json:"create,omitempty"`
+		Get    *limit `json:"get,omitempty"`
+	}
+	var got struct {
+		Default   ops            `json:"default"`
+		Merchants map[string]ops `json:"merchants"`
+	}
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("PAYMENTS_RATE_LIMITS %q: %v", raw, err)
+	}
+	want := got
+	want.Default = ops{Create: &limit{100, 200}, Get: &limit{500, 1000}}
+	want.Merchants = map[string]ops{"m_big": {Create: &limit{1000, 2000}}, "m_free": {Get: &limit{0, 0}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("PAYMENTS_RATE_LIMITS %s (-want +got):\n%s", raw, diff)
+	}
+}
+
+func TestNotes(t *testing.T) {
+	tests := []struct {
+		name, values string
+		want, reject []string
+	}{
+		{
+			name:   "mesh warns about plaintext and shows the dev key it accepts",
+			want:   []string{"WARNING: tls.mode=mesh", "PLAINTEXT", "KEY=pk_dev_yd6gdxgynqzqdeqmhvropepl65uclxmc", "grpcurl -plaintext", "service/" + fullname + "-admin 9090:9090"},
+			reject: []string{"grpcurl -insecure"},
+		},
+		{
+			name:   "own keys: no key printed",
+			values: `auth: {keys: ["m_shop sha256:9ff8bb6f750e537e462b0a718586c4a31cc400c75fdf988103e68d6a1a69db87"]}`,
+			want:   []string{"KEY=<your API key>"},
+			reject: []string{"pk_dev_"},
+		},
+		{
+			name:   "cert-manager",
+			values: "tls: {mode: certManager, certManager: {issuerRef: {name: ca}}}",
+			want:   []string{"grpcurl -insecure", "get certificate " + fullname},
+			reject: []string{"PLAINTEXT", "grpcurl -plaintext"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := notes(t, tt.values)
+			for _, w := range tt.want {
+				if !strings.Contains(n, w) {
+					t.Errorf("NOTES.txt lacks %q:\n%s", w, n)
+				}
+			}
+			for _, r := range tt.reject {
+				if strings.Contains(n, r) {
+					t.Errorf("NOTES.txt contains %q:\n%s", r, n)
+				}
 			}
 		})
 	}

@@ -28,11 +28,17 @@ const (
 	fullname    = "pay-payments"
 )
 
-// baseValues are the smallest values a real install needs: the chart refuses to render without secrets.
+// devKeyLine is the keys-file line of the public dev key pk_dev_yd6gdxgynqzqdeqmhvropepl65uclxmc.
+const devKeyLine = "m_dev sha256:4a287e489de7e3a9b4ca1cfe7807e4223fa930ada828c01acb2c45a5a2862deb"
+
+// baseValues are the smallest values a real install needs: the chart refuses to render without secrets,
+// and production without API keys.
 const baseValues = `
 secrets:
   webhookSecrets: ["whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"]
   redisPassword: test-redis-password
+auth:
+  keys: ["` + devKeyLine + `"]
 `
 
 // serviceMonitor is the part of the Prometheus Operator type the chart renders; decoding into it strictly
@@ -48,6 +54,30 @@ type serviceMonitor struct {
 			Interval      string `json:"interval"`
 			ScrapeTimeout string `json:"scrapeTimeout"`
 		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// certificate is the part of cert-manager's Certificate (cert-manager.io/v1) the chart renders, decoded
+// strictly for the same reason.
+type certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretName  string   `json:"secretName"`
+		Duration    string   `json:"duration"`
+		RenewBefore string   `json:"renewBefore"`
+		DNSNames    []string `json:"dnsNames"`
+		Usages      []string `json:"usages"`
+		PrivateKey  struct {
+			Algorithm      string `json:"algorithm"`
+			Size           int    `json:"size"`
+			RotationPolicy string `json:"rotationPolicy"`
+		} `json:"privateKey"`
+		IssuerRef struct {
+			Name  string `json:"name"`
+			Kind  string `json:"kind"`
+			Group string `json:"group"`
+		} `json:"issuerRef"`
 	} `json:"spec"`
 }
 
@@ -111,6 +141,37 @@ func loadChart(t *testing.T) *chart.Chart {
 // values.schema.json, and returns the manifests by template path (NOTES.txt and partials excluded).
 func renderRaw(t *testing.T, valuesYAML []string, o renderOpts) (map[string]string, error) {
 	t.Helper()
+	out, err := renderAll(t, valuesYAML, o)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]string{}
+	for name, body := range out {
+		if strings.HasSuffix(name, "NOTES.txt") || strings.HasPrefix(filepath.Base(name), "_") {
+			continue
+		}
+		files[name] = body
+	}
+	return files, nil
+}
+
+// notes renders NOTES.txt, what helm install prints, with baseValues and values.
+func notes(t *testing.T, values ...string) string {
+	t.Helper()
+	out, err := renderAll(t, append([]string{baseValues}, values...), renderOpts{})
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	n, ok := out["payments/templates/NOTES.txt"]
+	if !ok {
+		t.Fatal("no NOTES.txt rendered")
+	}
+	return n
+}
+
+// renderAll renders every template, NOTES.txt included, keyed by path.
+func renderAll(t *testing.T, valuesYAML []string, o renderOpts) (map[string]string, error) {
+	t.Helper()
 	c := loadChart(t)
 	vals := map[string]any{}
 	for _, v := range valuesYAML {
@@ -133,18 +194,7 @@ func renderRaw(t *testing.T, valuesYAML []string, o renderOpts) (map[string]stri
 		t.Fatalf("chart kubeVersion %q excludes %s", c.Metadata.KubeVersion, caps.KubeVersion)
 	}
 	// Strict: a template that reads a value missing from values.yaml is an error, not an empty string.
-	out, err := engine.Engine{Strict: true}.Render(c, top)
-	if err != nil {
-		return nil, err
-	}
-	files := map[string]string{}
-	for name, body := range out {
-		if strings.HasSuffix(name, "NOTES.txt") || strings.HasPrefix(filepath.Base(name), "_") {
-			continue
-		}
-		files[name] = body
-	}
-	return files, nil
+	return engine.Engine{Strict: true}.Render(c, top)
 }
 
 // render renders and strictly decodes every object; any render or decode error fails the test.
@@ -236,6 +286,8 @@ func newObject(tm metav1.TypeMeta) (any, error) {
 		return &networkingv1.NetworkPolicy{}, nil
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		return &serviceMonitor{}, nil
+	case "cert-manager.io/v1 Certificate":
+		return &certificate{}, nil
 	}
 	return nil, fmt.Errorf("unexpected object %s %s", tm.APIVersion, tm.Kind)
 }

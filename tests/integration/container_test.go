@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -27,6 +29,30 @@ import (
 // tag they create, by its id or their own unique name.
 
 const containerRedisPassword = "container-test-only"
+
+// devAPIKey is the public development key that dev/api-keys, the keys file of
+// docker-compose.yml, lists for merchant m_dev.
+const devAPIKey = "pk_dev_yd6gdxgynqzqdeqmhvropepl65uclxmc"
+
+// withDevKey sends devAPIKey on every call, as a merchant's client does.
+func withDevKey() grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+		cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+devAPIKey)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+}
+
+// devKeyClient is a plaintext connection to addr that authenticates as m_dev.
+func devKeyClient(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), withDevKey()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
 
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
@@ -112,9 +138,11 @@ func httpGet(t *testing.T, url string) (int, string) {
 }
 
 // TestImageLockedDown runs the image as a production pod would: read-only
-// root, every capability dropped, uid 65532, beside a real Redis on a
-// network of its own. The shipped HEALTHCHECK turns healthy, gRPC and HTTP
-// answer, `docker stop` under load exits 0 with only retryable failures, and
+// root, every capability dropped, uid 65532, a mounted API keys file, beside
+// a real Redis on a network of its own. The shipped HEALTHCHECK turns
+// healthy, gRPC answers callers with a key and refuses those without, the
+// admin port serves metrics and health pages that the public HTTP port does
+// not, `docker stop` under load exits 0 with only retryable failures, and
 // after a restart every key retried gives exactly one payment.
 func TestImageLockedDown(t *testing.T) {
 	image := envOr("IMAGE", "payments-svc:dev")
@@ -136,7 +164,12 @@ func TestImageLockedDown(t *testing.T) {
 
 	pc := runContainer(t, "--network", network,
 		"--read-only", "--cap-drop", "ALL", "--user", "65532:65532", "--security-opt", "no-new-privileges",
-		"-p", "127.0.0.1::50051", "-p", "127.0.0.1::8080", "--stop-timeout", "30",
+		"-p", "127.0.0.1::50051", "-p", "127.0.0.1::8080", "-p", "127.0.0.1::9090", "--stop-timeout", "30",
+		// The compose file's keys file; production refuses to start without one,
+		// and without TLS files it needs to be told plaintext is intended.
+		"-v", filepath.Join(repoRoot(t), "dev")+":/etc/payments/auth:ro",
+		"-e", "PAYMENTS_AUTH_KEYS_FILE=/etc/payments/auth/api-keys",
+		"-e", "PAYMENTS_TLS_MESH=true",
 		"-e", "PAYMENTS_ENVIRONMENT=production",
 		"-e", "PAYMENTS_REDIS_ADDRS=redis:6379",
 		"-e", "PAYMENTS_REDIS_PASSWORD="+containerRedisPassword,
@@ -148,10 +181,14 @@ func TestImageLockedDown(t *testing.T) {
 		t.Errorf("container user, read-only root, dropped caps = %q, want %q", got, "65532:65532 true [ALL]")
 	}
 
-	client := paymentsv1.NewPaymentServiceClient(grpcClient(t, pc.hostAddr("50051/tcp")))
+	client := paymentsv1.NewPaymentServiceClient(devKeyClient(t, pc.hostAddr("50051/tcp")))
 	createReplayGet(t, client, uniqueName("image"))
+	anonymous := paymentsv1.NewPaymentServiceClient(grpcClient(t, pc.hostAddr("50051/tcp")))
+	if _, _, err := call(anonymous, uniqueName("anonymous"), 10*time.Second); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("RequestPayment without an API key: %v, want Unauthenticated", err)
+	}
 
-	httpBase := "http://" + pc.hostAddr("8080/tcp")
+	adminBase := "http://" + pc.hostAddr("9090/tcp")
 	for _, tc := range []struct {
 		path, want string
 	}{
@@ -159,8 +196,16 @@ func TestImageLockedDown(t *testing.T) {
 		{"/readyz", ""},
 		{"/metrics", "grpc_server_handled_total"},
 	} {
-		if code, body := httpGet(t, httpBase+tc.path); code != http.StatusOK || !strings.Contains(body, tc.want) {
-			t.Errorf("GET %s = %d (%.80q), want 200 containing %q", tc.path, code, body, tc.want)
+		if code, body := httpGet(t, adminBase+tc.path); code != http.StatusOK || !strings.Contains(body, tc.want) {
+			t.Errorf("admin GET %s = %d (%.80q), want 200 containing %q", tc.path, code, body, tc.want)
+		}
+	}
+	// The public port serves the webhook alone: metrics and health pages
+	// there would leak to whoever can reach the provider's endpoint.
+	publicBase := "http://" + pc.hostAddr("8080/tcp")
+	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/debug/pprof/"} {
+		if code, body := httpGet(t, publicBase+path); code == http.StatusOK {
+			t.Errorf("public GET %s = 200 (%.80q), want it served only on the admin port", path, body)
 		}
 	}
 
@@ -169,7 +214,7 @@ func TestImageLockedDown(t *testing.T) {
 	// gone each call ends at its deadline instead of spinning on refusals, and
 	// the load runs for the whole stop.
 	loadConn, err := grpc.NewClient(pc.hostAddr("50051/tcp"), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)), withDevKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,16 +245,17 @@ func TestImageLockedDown(t *testing.T) {
 	// ones that had succeeded replay exactly.
 	docker(t, "start", pc.id)
 	pc.waitHealthy()
-	client = paymentsv1.NewPaymentServiceClient(grpcClient(t, pc.hostAddr("50051/tcp")))
+	client = paymentsv1.NewPaymentServiceClient(devKeyClient(t, pc.hostAddr("50051/tcp")))
 	retryAll(t, attempts, func(int) paymentsv1.PaymentServiceClient { return client }, 10*time.Second)
 	checkPaymentCount(t, rdb, len(attempts)+1)
 	checkNoPartialRecords(t, rdb)
 }
 
 // TestComposeUpSurvivesRestarts runs `make up` as a developer would (with
-// Docker choosing the loopback ports), creates, replays and reads a payment,
-// restarts both services, and checks that the payment and its idempotency
-// record survived; then `make down`.
+// Docker choosing the loopback ports), creates, replays and reads a payment
+// with the dev key from the compose file's keys file, reads /metrics on the
+// admin port, restarts both services, and checks that the payment and its
+// idempotency record survived; then `make down`.
 func TestComposeUpSurvivesRestarts(t *testing.T) {
 	root := repoRoot(t)
 	project := uniqueName("payments-it")
@@ -219,6 +265,7 @@ func TestComposeUpSurvivesRestarts(t *testing.T) {
 		"COMPOSE=" + compose,
 		"PAYMENTS_GRPC_PORT=",
 		"PAYMENTS_HTTP_PORT=",
+		"PAYMENTS_ADMIN_PORT=",
 		"PAYMENTS_IMAGE=payments-svc:" + project,
 		"PAYMENTS_REDIS_IMAGE=" + envOr("REDIS_IMAGE", "payments-local/redis:bookworm"),
 	}
@@ -238,17 +285,21 @@ func TestComposeUpSurvivesRestarts(t *testing.T) {
 	if _, err := dockerCmd(env, "make", "-C", root, "--no-print-directory", "up"); err != nil {
 		t.Fatalf("make up: %v", err)
 	}
-	grpcAddr := func() string {
+	hostAddr := func(port string) string {
 		t.Helper()
-		out, err := composeCmd("port", "payments", "50051")
+		out, err := composeCmd("port", "payments", port)
 		if err != nil || !strings.HasPrefix(out, "127.0.0.1:") {
-			t.Fatalf("compose port payments 50051 = %q, %v; want a 127.0.0.1 address", out, err)
+			t.Fatalf("compose port payments %s = %q, %v; want a 127.0.0.1 address", port, out, err)
 		}
 		return out
 	}
-	conn := grpcClient(t, grpcAddr())
+	grpcAddr := func() string { t.Helper(); return hostAddr("50051") }
+	conn := devKeyClient(t, grpcAddr())
 	key := uniqueName("compose")
 	created := createReplayGet(t, paymentsv1.NewPaymentServiceClient(conn), key)
+	if code, body := httpGet(t, "http://"+hostAddr("9090")+"/metrics"); code != http.StatusOK || !strings.Contains(body, "grpc_server_handled_total") {
+		t.Errorf("GET /metrics on the admin port = %d (%.80q), want 200 with grpc_server_handled_total", code, body)
+	}
 
 	if _, err := composeCmd("restart", "redis", "payments"); err != nil {
 		t.Fatalf("compose restart: %v", err)
@@ -256,7 +307,7 @@ func TestComposeUpSurvivesRestarts(t *testing.T) {
 	if _, err := composeCmd("up", "--wait", "--wait-timeout", "120", "--no-build"); err != nil {
 		t.Fatalf("compose up --wait after restart: %v", err)
 	}
-	conn = grpcClient(t, grpcAddr())
+	conn = devKeyClient(t, grpcAddr())
 	waitHealth(t, healthpb.NewHealthClient(conn), "", healthpb.HealthCheckResponse_SERVING, readyTimeout)
 	checkReplay(t, paymentsv1.NewPaymentServiceClient(conn), key, created)
 

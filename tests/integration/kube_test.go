@@ -5,8 +5,13 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,8 +24,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
@@ -41,6 +49,42 @@ type kube struct {
 	t         *testing.T
 	namespace string
 	release   string
+	// apiKey is the API key installChart put in the release's keys file.
+	apiKey string
+}
+
+// kindDevKey is the public dev key that k8s/values-kind.yaml lists for
+// merchant m_dev; the skaffold tests deploy with those values.
+const kindDevKey = "pk_dev_yd6gdxgynqzqdeqmhvropepl65uclxmc"
+
+// newAPIKey makes a fresh API key in the server's format,
+// pk_<env>_<32 characters of a-z2-7>, and the keys-file line that admits it
+// for merchant: the SHA-256 of the whole key string, in lowercase hex.
+func newAPIKey(t *testing.T, merchant string) (key, line string) {
+	t.Helper()
+	b := make([]byte, 20) // 160 bits: exactly 32 base32 characters, no padding
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	key = "pk_e2e_" + strings.ToLower(base32.StdEncoding.EncodeToString(b))
+	sum := sha256.Sum256([]byte(key))
+	return key, merchant + " sha256:" + hex.EncodeToString(sum[:])
+}
+
+// keyedClient is a plaintext connection to addr that sends key on every call,
+// as a merchant's client does.
+func keyedClient(t *testing.T, addr, key string) *grpc.ClientConn {
+	t.Helper()
+	withKey := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+		cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key), method, req, reply, cc, opts...)
+	})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), withKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func tool(name string) string { return envOr(strings.ToUpper(name), name) }
@@ -84,10 +128,13 @@ func imageRef(ref string) (repo, tag string) {
 }
 
 // install puts the chart into a fresh namespace with the bundled Redis on a
-// real PersistentVolumeClaim, and waits for every pod to be Ready.
+// real PersistentVolumeClaim and a keys file holding one fresh API key
+// (k.apiKey) instead of the kind values' public dev key, and waits for every
+// pod to be Ready.
 func installChart(t *testing.T, extra ...string) *kube {
 	t.Helper()
-	k := &kube{t: t, namespace: uniqueName("payments-e2e"), release: "payments"}
+	key, line := newAPIKey(t, "m_e2e")
+	k := &kube{t: t, namespace: uniqueName("payments-e2e"), release: "payments", apiKey: key}
 	repo, tag := imageRef(envOr("IMAGE", "payments-svc:dev"))
 	redisRepo, redisTag := imageRef(envOr("REDIS_IMAGE", "payments-local/redis:bookworm"))
 	t.Cleanup(func() {
@@ -103,6 +150,7 @@ func installChart(t *testing.T, extra ...string) *kube {
 		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag, "--set", "image.pullPolicy=IfNotPresent",
 		"--set", "redis.image.repository=" + redisRepo, "--set", "redis.image.tag=" + redisTag,
 		"--set", "redis.persistence.enabled=true",
+		"--set-json", fmt.Sprintf("auth.keys=[%q]", line),
 		"--wait", "--timeout", kubeWait.String()}
 	k.helm(append(args, extra...)...)
 	return k
@@ -178,8 +226,9 @@ func grpcurl(t *testing.T, addr, method string, flags ...string) string {
 
 // TestKubeChartOnRealPods installs the chart on real pods and uses it the way
 // the README tells an operator to: Ready through the native gRPC probes, a
-// bound PVC for Redis, grpcurl through kubectl port-forward creating,
-// replaying and reading a payment, a signed webhook settling it, helm test.
+// bound PVC for Redis, grpcurl with the release's API key through kubectl
+// port-forward creating, replaying and reading a payment, a signed webhook
+// settling it, /metrics on the admin Service, helm test.
 func TestKubeChartOnRealPods(t *testing.T) {
 	k := installChart(t)
 
@@ -201,9 +250,10 @@ func TestKubeChartOnRealPods(t *testing.T) {
 	fwd := k.portForward("service/"+k.release, "50051", "8080")
 	grpcAddr, httpAddr := fwd["50051"], fwd["8080"]
 	key := uniqueName("kube")
+	auth := []string{"-H", "authorization: Bearer " + k.apiKey}
 	req := fmt.Sprintf(`{"amount_minor":1250,"currency":"EUR","order_id":"order-%s","idempotency_key":"%s"}`, key, key)
-	first := grpcurl(t, grpcAddr, "payments.v1.PaymentService/RequestPayment", "-d", req)
-	replay := grpcurl(t, grpcAddr, "payments.v1.PaymentService/RequestPayment", "-v", "-d", req)
+	first := grpcurl(t, grpcAddr, "payments.v1.PaymentService/RequestPayment", append(auth, "-d", req)...)
+	replay := grpcurl(t, grpcAddr, "payments.v1.PaymentService/RequestPayment", append(auth, "-v", "-d", req)...)
 	var created struct{ PaymentID string }
 	if err := json.Unmarshal([]byte(first), &created); err != nil || created.PaymentID == "" {
 		t.Fatalf("RequestPayment through port-forward = %q (%v), want a payment", first, err)
@@ -212,7 +262,7 @@ func TestKubeChartOnRealPods(t *testing.T) {
 		t.Errorf("replay through port-forward lacks idempotent-replayed: true or payment %s:\n%s", created.PaymentID, replay)
 	}
 	get := fmt.Sprintf(`{"payment_id":%q}`, created.PaymentID)
-	got := grpcurl(t, grpcAddr, "payments.v1.PaymentService/GetPayment", "-d", get)
+	got := grpcurl(t, grpcAddr, "payments.v1.PaymentService/GetPayment", append(auth, "-d", get)...)
 	if !strings.Contains(got, "PAYMENT_STATUS_PENDING") {
 		t.Errorf("GetPayment(%s) = %s, want it pending before the webhook", created.PaymentID, got)
 	}
@@ -220,9 +270,27 @@ func TestKubeChartOnRealPods(t *testing.T) {
 	if code, outcome := postEvent(t, httpAddr, uniqueName("evt"), succeededEvent(created.PaymentID)); code != http.StatusOK || outcome != "applied" {
 		t.Errorf("signed webhook = %d %q, want 200 applied", code, outcome)
 	}
-	got = grpcurl(t, grpcAddr, "payments.v1.PaymentService/GetPayment", "-d", get)
+	got = grpcurl(t, grpcAddr, "payments.v1.PaymentService/GetPayment", append(auth, "-d", get)...)
 	if !strings.Contains(got, "PAYMENT_STATUS_SUCCEEDED") {
 		t.Errorf("GetPayment(%s) after the webhook = %s, want SUCCEEDED", created.PaymentID, got)
+	}
+
+	// Metrics live on the admin Service, the one the ServiceMonitor scrapes.
+	adminAddr := k.portForward("service/"+k.release+"-admin", "9090")["9090"]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	metricsReq, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.DefaultClient.Do(metricsReq); err != nil {
+		t.Errorf("GET /metrics through the admin Service: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "grpc_server_handled_total") {
+			t.Errorf("GET /metrics through the admin Service = %d (%.80q), want 200 with grpc_server_handled_total", resp.StatusCode, body)
+		}
 	}
 
 	k.helm("test", k.release, "--timeout", "3m")
@@ -281,7 +349,7 @@ func TestKubeDisruptionsUnderLoad(t *testing.T) {
 	// so four of them spread the load over both pods.
 	clients := make([]paymentsv1.PaymentServiceClient, 4)
 	for i := range clients {
-		clients[i] = paymentsv1.NewPaymentServiceClient(grpcClient(t, svc+":50051"))
+		clients[i] = paymentsv1.NewPaymentServiceClient(keyedClient(t, svc+":50051", k.apiKey))
 	}
 	client := func(i int) paymentsv1.PaymentServiceClient { return clients[i%len(clients)] }
 	total := 0
@@ -506,7 +574,7 @@ func TestKubeSkaffold(t *testing.T) {
 	k.kubectl("rollout", "status", "deployment/"+k.release, "--timeout", kubeWait.String())
 
 	fwd := k.portForward("deployment/"+k.release, "50051")
-	createReplayGet(t, paymentsv1.NewPaymentServiceClient(grpcClient(t, fwd["50051"])), uniqueName("skaffold-run"))
+	createReplayGet(t, paymentsv1.NewPaymentServiceClient(keyedClient(t, fwd["50051"], kindDevKey)), uniqueName("skaffold-run"))
 }
 
 // TestKubeDevLoop runs a `skaffold dev` iteration: a source edit that
@@ -601,7 +669,7 @@ func TestKubeDevLoop(t *testing.T) {
 		t.Errorf("the rolled-out pod's log lacks %q:\n%s", marker, tail(logs, 10))
 	}
 	fwd := k.portForward("deployment/"+k.release, "50051")
-	c := paymentsv1.NewPaymentServiceClient(grpcClient(t, fwd["50051"]))
+	c := paymentsv1.NewPaymentServiceClient(keyedClient(t, fwd["50051"], kindDevKey))
 	createReplayGet(t, c, uniqueName("skaffold"))
 
 	stopDev()

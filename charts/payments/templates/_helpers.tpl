@@ -80,6 +80,70 @@ app.kubernetes.io/component: redis
 {{- end }}
 {{- end }}
 
+{{/* "true" when the pods serve TLS themselves (tls.mode secret or certManager), else empty. */}}
+{{- define "payments.tls.enabled" -}}
+{{- if has .Values.tls.mode (list "secret" "certManager") }}true{{ end }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret the pods serve from: the operator's, or the one cert-manager writes. */}}
+{{- define "payments.tls.secretName" -}}
+{{- if eq .Values.tls.mode "certManager" }}
+{{- printf "%s-tls" (include "payments.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- .Values.tls.secretName }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when an API keys file is mounted (the chart's Secret or auth.existingSecret), else empty. */}}
+{{- define "payments.auth.enabled" -}}
+{{- if or .Values.auth.keys .Values.auth.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the API keys file. Not the chart's main Secret: that one is in checksum/config, and a
+key change must not roll the pods. */}}
+{{- define "payments.auth.secretName" -}}
+{{- default (printf "%s-api-keys" (include "payments.fullname" .) | trunc 63 | trimSuffix "-") .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* Name of the admin Service (metrics, health pages, pprof). */}}
+{{- define "payments.admin.fullname" -}}
+{{- printf "%s-admin" (include "payments.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+One probe of the server container: a native gRPC probe, or with TLS an exec of the binary's own
+grpc.health.v1 client, since the kubelet's gRPC probe cannot speak TLS. Called with (dict "root" $ "probe" <probes.X>).
+*/}}
+{{- define "payments.probe" -}}
+{{- $grpcPort := int .root.Values.containerPorts.grpc }}
+{{- if include "payments.tls.enabled" .root -}}
+exec:
+  # Loopback matches no name on the certificate, so it is not verified: the probe is about
+  # the process serving health over TLS; checking the certificate is each client's job.
+  command:
+    - /payments-svc
+    - healthcheck
+    - -addr
+    - {{ printf "127.0.0.1:%d" $grpcPort | quote }}
+    - -tls
+    - -insecure-skip-verify
+    - -service
+    - {{ .probe.service | quote }}
+    - -timeout
+    - {{ printf "%ds" (int .probe.timeoutSeconds) | quote }}
+{{- else -}}
+# Native gRPC probe (grpc.health.v1); it needs the numeric port, not its name.
+grpc:
+  port: {{ $grpcPort }}
+  {{- with .probe.service }}
+  service: {{ . | quote }}
+  {{- end }}
+{{- end }}
+periodSeconds: {{ .probe.periodSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+{{- end }}
+
 {{/* Comma-separated Redis addresses the service dials. */}}
 {{- define "payments.redisAddrs" -}}
 {{- if .Values.redis.enabled }}
@@ -114,5 +178,20 @@ Rejects value combinations that would render a pod that cannot work, at render t
 {{- end }}
 {{- if and (eq .Values.externalRedis.mode "sentinel") (not .Values.redis.enabled) (not .Values.externalRedis.masterName) }}
 {{- fail "externalRedis.mode=sentinel needs externalRedis.masterName" }}
+{{- end }}
+{{- if and .Values.auth.keys .Values.auth.existingSecret }}
+{{- fail "set auth.keys or auth.existingSecret, not both: the pods read one keys file" }}
+{{- end }}
+{{- if and (eq .Values.config.environment "production") (not (include "payments.auth.enabled" .)) (not .Values.tls.clientCA.secretName) }}
+{{- fail "production needs callers to authenticate: set auth.keys (lines \"<merchant> sha256:<hex>\"), auth.existingSecret, or tls.clientCA for mTLS; the server refuses to start without one" }}
+{{- end }}
+{{- if and (eq .Values.tls.mode "secret") (not .Values.tls.secretName) }}
+{{- fail "tls.mode=secret needs tls.secretName, a kubernetes.io/tls Secret" }}
+{{- end }}
+{{- if and (eq .Values.tls.mode "certManager") (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.mode=certManager needs tls.certManager.issuerRef.name, the Issuer or ClusterIssuer that signs the Certificate" }}
+{{- end }}
+{{- if and .Values.tls.clientCA.secretName (not (include "payments.tls.enabled" .)) }}
+{{- fail "tls.clientCA needs tls.mode secret or certManager: behind a mesh the client certificate never reaches the pod" }}
 {{- end }}
 {{- end }}

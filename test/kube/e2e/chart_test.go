@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -67,47 +68,57 @@ func TestChartServerDryRun(t *testing.T) {
 		{
 			name:      "defaults",
 			values:    []string{values("base")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "StatefulSet"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
 		},
 		{
 			name:      "bundled redis without persistence",
 			values:    []string{values("base"), values("no-persistence")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "StatefulSet"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
 		},
 		{
 			name:      "bundled redis off, external single",
 			values:    []string{values("base"), values("external-redis")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "ServiceAccount"},
 		},
 		{
 			name:      "external redis sentinel",
 			values:    []string{values("base"), values("external-sentinel")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "ServiceAccount"},
 		},
 		{
 			name:      "external redis cluster with TLS",
 			values:    []string{values("base"), values("external-cluster")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "ServiceAccount"},
 		},
 		{
 			name:      "network policy with bundled redis",
 			values:    []string{values("base"), values("networkpolicy")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "StatefulSet"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
 		},
 		{
 			name:      "network policy with external redis",
 			values:    []string{values("base"), values("networkpolicy-external-redis")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "ServiceAccount"},
 		},
 		{
 			name:      "hpa",
 			values:    []string{values("base"), values("hpa")},
-			wantKinds: []string{"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "StatefulSet"},
+			wantKinds: []string{"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
+		},
+		{
+			name:      "admin port with pprof, rate limits and its own network policy rule",
+			values:    []string{values("base"), values("admin")},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
+		},
+		{
+			name:      "tls from a secret with merchant mTLS",
+			values:    []string{values("base"), values("tls-secret")},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
 		},
 		{
 			name:      "existing secret",
 			values:    []string{values("existing-secret")},
-			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "StatefulSet"},
+			wantKinds: []string{"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"},
 		},
 	}
 	for _, tc := range tests {
@@ -180,6 +191,46 @@ func TestChartServiceMonitor(t *testing.T) {
 		t.Errorf("ServiceMonitors after helm install: got %v, want one", got)
 	}
 	helm(t, "uninstall", "monitored", "-n", ns, "--wait")
+}
+
+// TestChartCertificate checks tls.mode=certManager: without cert-manager's CRD
+// the install is refused outright (the chart renders the Certificate anyway,
+// since pods waiting forever on a Secret nobody writes would be worse); with
+// the CRD the API server accepts the Certificate, and a real install creates
+// it with the Secret name the pods mount.
+func TestChartCertificate(t *testing.T) {
+	ns := newNamespace(t, "chart-certificate")
+	valueFiles := []string{values("base"), values("no-persistence"), values("tls-certmanager")}
+	manifest := helmTemplate(t, ns, "payments", valueFiles)
+	if kinds := renderedKinds(manifest); !slices.Contains(kinds, "Certificate") {
+		t.Fatalf("no Certificate rendered with tls.mode=certManager: kinds %v", kinds)
+	}
+	if r := serverDryRun(t, ns, manifest); r.err == nil || !strings.Contains(r.stderr, "Certificate") {
+		t.Errorf("API server without cert-manager's CRD: got %v, want the Certificate refused", r)
+	}
+
+	crd := filepath.Join("testdata", "crds", "certificate.yaml")
+	kubectl(t, "apply", "-f", crd)
+	t.Cleanup(func() {
+		runToolContext(context.Background(), "", "kubectl", "delete", "-f", crd, "--wait=false")
+	})
+	kubectl(t, "wait", "--for=condition=Established", "crd/certificates.cert-manager.io", "--timeout=1m")
+	if r := serverDryRun(t, ns, manifest); r.err != nil {
+		t.Errorf("API server refused the manifest with a Certificate:\n%v", r)
+	}
+
+	helm(t, "install", "tls", chartDir, "-n", ns, "-f", valueFiles[0], "-f", valueFiles[1], "-f", valueFiles[2])
+	got := kubectl(t, "get", "certificates", "-n", ns, "-l", "app.kubernetes.io/instance=tls", "-o",
+		`jsonpath={range .items[*]}{.spec.secretName} {.spec.issuerRef.kind}/{.spec.issuerRef.name}{"\n"}{end}`)
+	if strings.TrimSpace(got) != "tls-payments-tls ClusterIssuer/payments-ca" {
+		t.Errorf("Certificates after helm install: %q, want one writing tls-payments-tls, issued by ClusterIssuer/payments-ca", got)
+	}
+	mounted := kubectl(t, "get", "deployment", "-n", ns, "tls-payments", "-o",
+		`jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}`)
+	if mounted != "tls-payments-tls" {
+		t.Errorf("the pods mount TLS Secret %q, want the Certificate's tls-payments-tls", mounted)
+	}
+	helm(t, "uninstall", "tls", "-n", ns, "--wait")
 }
 
 // TestChartBrokenValuesRejected proves the server-side check has teeth: values
@@ -283,6 +334,22 @@ func TestChartLifecycle(t *testing.T) {
 		}
 		assertPodsRunningOnNode(t, ns, server, 3)
 		assertEndpoints(t, ns, service, 3)
+	})
+
+	step("api key rotation does not roll", func(t *testing.T) {
+		// The server re-reads the mounted keys file: a new key must reach the
+		// Secret and leave the pod template, and so the pods, alone.
+		const rotated = "m_dev sha256:9ff8bb6f750e537e462b0a718586c4a31cc400c75fdf988103e68d6a1a69db87"
+		before := rollout(t, ns, deployment)
+		helm(t, "upgrade", release, chartDir, "-n", ns, "--reuse-values", "--set-json", `auth.keys=["`+rotated+`"]`, "--wait", "--timeout", "3m")
+		after := waitRolledOut(t, ns, deployment)
+		if diff := cmp.Diff(before, after, cmp.AllowUnexported(rolloutState{})); diff != "" {
+			t.Errorf("a key rotation rolled the Deployment (-before +after):\n%s", diff)
+		}
+		got := kubectl(t, "get", "secret", "-n", ns, release+"-payments-api-keys", "-o", "jsonpath={.data.api-keys}")
+		if want := base64.StdEncoding.EncodeToString([]byte(rotated + "\n")); got != want {
+			t.Errorf("keys Secret after the rotation = %q, want %q", got, want)
+		}
 	})
 
 	step("uninstall --wait leaves nothing behind", func(t *testing.T) {
