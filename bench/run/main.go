@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -40,6 +41,10 @@ import (
 
 // ghz is pinned like every other tool and run through the module cache.
 const ghz = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
+
+// unlimited lifts the per-merchant quotas, which would otherwise be what
+// the benchmark measures.
+const unlimited = `{"default":{"create":{"perSecond":0,"burst":0},"get":{"perSecond":0,"burst":0}}}`
 
 // devWebhookSecret is contract.md's dev-only secret; the server refuses to
 // start without one.
@@ -118,7 +123,7 @@ func (b *bench) run(memN int) error {
 	}
 	svc, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
 		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
-		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_RATE_LIMITS="+unlimited, "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
 	if err != nil {
 		return err
 	}
@@ -259,7 +264,7 @@ func (b *bench) experiments() error {
 			return err
 		}
 		env := []string{"PAYMENTS_REDIS_ADDRS=" + b.redis, "PAYMENTS_GRPC_ADDR=" + addr, "PAYMENTS_LOG_LEVEL=info",
-			"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret}
+			"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_RATE_LIMITS=" + unlimited, "PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret}
 		if v.env != "" {
 			env = append(env, v.env)
 		}
@@ -431,7 +436,7 @@ func (b *bench) startServing(bin, addr string, env ...string) error {
 
 // seed creates the payments the replay and GetPayment runs use.
 func seed(addr string) ([]string, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(auth.DevKey)))
 	if err != nil {
 		return nil, err
 	}
@@ -550,6 +555,7 @@ func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*ghzRepor
 		"--proto", filepath.Join(b.root, "proto/payments/v1/payments.proto"),
 		"--import-paths", filepath.Join(b.root, "proto"),
 		"--call", "payments.v1.PaymentService." + sc.method,
+		"--metadata", `{"authorization":"Bearer ` + auth.DevKey + `"}`,
 		"--data", sc.data,
 		"--concurrency", strconv.Itoa(c),
 		"--connections", "1",
@@ -599,9 +605,9 @@ func (b *bench) redisFloor() error {
 		args []string
 	}{
 		{"EVALSHA trivial script (return 1)", []string{"EVALSHA", trivial, "0"}},
-		{"EVALSHA create.lua, new keys", []string{"EVALSHA", create, "2", "pmt:{__rand_int__}:idem:x", "pmt:{__rand_int__}:pay:y",
+		{"EVALSHA create.lua, new keys", []string{"EVALSHA", create, "2", "pmt:v2:{__rand_int__}:idem:m_dev:x", "pmt:v2:{__rand_int__}:pay:y",
 			"fp", "86400000", "0", "pay_01JXXXXXXXXXXXXXXXXXXXXXXX_0123abcd", "1", "Payment of 12.50 EUR for order bench-order is pending",
-			"1764000000000000000", "1250", "EUR", "bench-order", "bench-key", ""}},
+			"1764000000000000000", "1250", "EUR", "bench-order", "bench-key", "", "0", "m_dev"}},
 	}
 	fmt.Println("## Redis floor (redis-benchmark, same Redis)")
 	fmt.Println()

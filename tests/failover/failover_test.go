@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/proctest"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -356,13 +357,14 @@ func startService(t *testing.T, env []string) service {
 		"PAYMENTS_GRPC_ADDR=127.0.0.1:0",
 		"PAYMENTS_HTTP_ADDR=127.0.0.1:0",
 		"PAYMENTS_ADMIN_ADDR=127.0.0.1:0",
+		`PAYMENTS_RATE_LIMITS={"default":{"create":{"perSecond":0,"burst":0},"get":{"perSecond":0,"burst":0}}}`,
 		"PAYMENTS_WEBHOOK_SECRETS=whsec_"+base64.StdEncoding.EncodeToString(secret),
 		"PAYMENTS_HEALTH_INTERVAL=100ms",
 		"PAYMENTS_LOG_LEVEL="+envOr("FAILOVER_LOG_LEVEL", "info"),
 	)
 	p := proctest.Start(t, binPath, append(base, env...))
 	addr := p.WaitLog("grpc server listening", 20*time.Second)["addr"].(string)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(auth.DevKey)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +458,7 @@ func readFinal(t *testing.T, top *topology, ops []history.Op) history.Final {
 	}
 	keys := map[string]string{} // redis key of an idempotency record -> client key
 	for _, op := range ops {
-		keys[storage.IdempotencyKey(op.Key)] = op.Key
+		keys[storage.IdempotencyKey(auth.DevMerchant, op.Key)] = op.Key
 	}
 	final := history.Final{Payments: map[string]history.Stored{}, Keys: map[string]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -127,7 +128,7 @@ func TestReplicaAcks(t *testing.T) {
 	// The primary took every write it could not get acknowledged.
 	stored := make([]string, downKeys)
 	for i := range downKeys {
-		id, err := pc.HGet(ctx, storage.IdempotencyKey(keyName("acks-down", i)), "id").Result()
+		id, err := pc.HGet(ctx, storage.IdempotencyKey(auth.DevMerchant, keyName("acks-down", i)), "id").Result()
 		if err != nil {
 			t.Fatalf("primary: payment of %s: %v, want it stored", keyName("acks-down", i), err)
 		}
@@ -234,7 +235,7 @@ func TestReplicaAcksCluster(t *testing.T) {
 	defer cancel()
 	frozen := masters[0]
 	onFrozen := func(key string) bool {
-		node, err := cc.MasterForKey(ctx, storage.IdempotencyKey(key))
+		node, err := cc.MasterForKey(ctx, storage.IdempotencyKey(auth.DevMerchant, key))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -122,7 +123,7 @@ func TestRedisCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ParseID(%s): %v", p.GetPaymentId(), err)
 		}
-		idemKey, payKey := storage.IdempotencyKey(p.GetIdempotencyKey()), storage.PaymentKey(tag, p.GetPaymentId())
+		idemKey, payKey := storage.IdempotencyKey(auth.DevMerchant, p.GetIdempotencyKey()), storage.PaymentKey(tag, p.GetPaymentId())
 		idemSlot, err1 := direct[0].ClusterKeySlot(ctx, idemKey).Result()
 		paySlot, err2 := direct[0].ClusterKeySlot(ctx, payKey).Result()
 		if err1 != nil || err2 != nil {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/proctest"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -301,8 +302,14 @@ func baseEnv() []string {
 		// Outages are noticed within a few of these; kept short so the
 		// suite's bounded waits stay small.
 		"PAYMENTS_HEALTH_INTERVAL=100ms",
+		// The suites drive load that the default quotas would throttle;
+		// TestRateLimitAcrossReplicas sets its own.
+		"PAYMENTS_RATE_LIMITS="+unlimited,
 	)
 }
+
+// unlimited lifts every quota.
+const unlimited = `{"default":{"create":{"perSecond":0,"burst":0},"get":{"perSecond":0,"burst":0}}}`
 
 // startServer starts the binary with env added to baseEnv and waits for its
 // listeners. It is killed when the test ends.
@@ -334,7 +341,13 @@ func (s *server) waitLog(msg string) map[string]any {
 // conn dials the server's gRPC address.
 func (s *server) conn() *grpc.ClientConn {
 	s.t.Helper()
-	c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return s.connAs(auth.DevKey)
+}
+
+// connAs dials the server's gRPC address, calling with key.
+func (s *server) connAs(key string) *grpc.ClientConn {
+	s.t.Helper()
+	c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(key)))
 	if err != nil {
 		s.t.Fatal(err)
 	}

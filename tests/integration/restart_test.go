@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/proctest"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -117,7 +118,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			for _, p := range created {
-				ttl, err := rdb.PTTL(ctx, storage.IdempotencyKey(p.GetIdempotencyKey())).Result()
+				ttl, err := rdb.PTTL(ctx, storage.IdempotencyKey(auth.DevMerchant, p.GetIdempotencyKey())).Result()
 				if err != nil || ttl <= 0 {
 					t.Errorf("idempotency record of %s after restart: PTTL = %v, %v; want a positive TTL", p.GetIdempotencyKey(), ttl, err)
 				}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -120,7 +121,7 @@ func checkNoPartialRecords(t *testing.T, c redis.UniversalClient) {
 			t.Errorf("payment %s: HGET ik: %v", k, err)
 			continue
 		}
-		if n, err := c.Exists(ctx, storage.IdempotencyKey(ik)).Result(); err != nil || n != 1 {
+		if n, err := c.Exists(ctx, storage.IdempotencyKey(auth.DevMerchant, ik)).Result(); err != nil || n != 1 {
 			t.Errorf("payment %s has no idempotency record: EXISTS = %d, %v; want 1 (partial record)", k, n, err)
 		}
 	}
