@@ -302,17 +302,17 @@ func TestHealthcheck(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer ccancel()
-	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService"); err != nil {
+	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService", nil); err != nil {
 		t.Errorf("Healthcheck() on a serving server = %v, want nil", err)
 	}
-	if err := Healthcheck(cctx, addr, "no.such.Service"); err == nil {
+	if err := Healthcheck(cctx, addr, "no.such.Service", nil); err == nil {
 		t.Errorf("Healthcheck() of an unknown service = nil, want an error")
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run() = %v, want nil", err)
 	}
-	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService"); err == nil {
+	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService", nil); err == nil {
 		t.Errorf("Healthcheck() on a stopped server = nil, want an error")
 	}
 }
