@@ -16,11 +16,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/payments-svc/payments-svc/internal/metrics"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	httptransport "github.com/payments-svc/payments-svc/internal/transport/http"
 	"github.com/payments-svc/payments-svc/internal/webhook"
@@ -51,6 +53,10 @@ type App struct {
 // New builds the service and binds its listeners, so the addresses are known
 // before Run. Redis is not required to be up: readiness follows it.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	tlsFiles, err := loadTLS(cfg.TLS, log)
+	if err != nil {
+		return nil, err
+	}
 	redis.SetLogger(redisLogger{log: log})
 	client, stopRedis, err := newRedisClient(cfg, log)
 	if err != nil {
@@ -92,6 +98,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		MaxRecvBytes: cfg.GRPCMaxRecvBytes,
 		Observer:     m,
 		Interceptors: []grpc.UnaryServerInterceptor{m.GRPC.UnaryServerInterceptor()},
+		Creds:        grpcCreds(tlsFiles),
 	})
 	m.GRPC.InitializeMetrics(grpcSrv)
 
@@ -109,6 +116,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if tlsFiles != nil {
+		httpSrv.TLSConfig = tlsFiles.Config()
 	}
 
 	var lc net.ListenConfig
@@ -177,8 +187,9 @@ func (a *App) Run(ctx context.Context) error {
 	// connections: announce them before anything can start a shutdown, so the
 	// log always reads listening, then shutdown, whatever the scheduler does.
 	a.log.Info("grpc server listening", slog.String("addr", a.grpcLis.Addr().String()),
-		slog.Bool("embedded_store", a.cfg.Embedded()))
-	a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()))
+		slog.Bool("embedded_store", a.cfg.Embedded()), slog.Bool("tls", a.cfg.TLS.Enabled()))
+	a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()),
+		slog.Bool("tls", a.cfg.TLS.Enabled()))
 
 	serveErr := make(chan error, 2)
 	go func() {
@@ -187,7 +198,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 	go func() {
-		if err := a.httpSrv.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := a.httpSrv.Serve
+		if a.httpSrv.TLSConfig != nil {
+			// The certificate comes from TLSConfig, not from files named here.
+			serve = func(l net.Listener) error { return a.httpSrv.ServeTLS(l, "", "") }
+		}
+		if err := serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("http server: %w", err)
 		}
 	}()
@@ -246,4 +262,44 @@ func (a *App) drain(ctx context.Context) bool {
 	}
 	wg.Wait()
 	return grpcClean && httpClean
+}
+
+// loadTLS reads the TLS files, or returns nil when TLS is off. Reloads are
+// logged; a failed one keeps the previous certificate, so it is an error to
+// act on before that certificate expires.
+func loadTLS(c TLSConfig, log *slog.Logger) (*tlsfiles.Server, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	var files *tlsfiles.Server
+	files, err := tlsfiles.New(tlsfiles.Options{
+		CertFile:      c.CertFile,
+		KeyFile:       c.KeyFile,
+		ClientCAFile:  c.ClientCAFile,
+		CheckInterval: c.ReloadInterval,
+		OnReload: func() {
+			log.Info("tls files reloaded", certAttrs(files)...)
+		},
+		OnReloadError: func(err error) {
+			log.Error("tls files not reloaded; serving the previous certificate",
+				append(certAttrs(files), slog.String("error", err.Error()))...)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("PAYMENTS_TLS_*: %w", err)
+	}
+	log.Info("tls enabled", append(certAttrs(files), slog.Bool("client_certificates", c.ClientCAFile != ""))...)
+	return files, nil
+}
+
+func certAttrs(files *tlsfiles.Server) []any {
+	leaf := files.Certificate()
+	return []any{slog.String("serial", leaf.SerialNumber.Text(16)), slog.Time("not_after", leaf.NotAfter)}
+}
+
+func grpcCreds(files *tlsfiles.Server) credentials.TransportCredentials {
+	if files == nil {
+		return nil
+	}
+	return credentials.NewTLS(files.Config())
 }

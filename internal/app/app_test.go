@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -15,10 +16,13 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles/tlstest"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -323,5 +327,86 @@ func TestNewFailsOnBusyAddress(t *testing.T) {
 	cfg.GRPCAddr = conn.Target()
 	if _, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
 		t.Errorf("New() on a busy address = nil error, want one")
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "CA")
+	caFile := ca.Write(t, dir, "ca.pem")
+	certFile, keyFile := ca.Issue(t, tlstest.Template{CommonName: "server"}).Write(t, dir, "server")
+	clientCert, clientKey := ca.Issue(t, tlstest.Template{CommonName: "merchant", Client: true}).Write(t, dir, "client")
+	cfg := testConfig("")
+	cfg.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile, ReloadInterval: time.Hour}
+	a, _, _ := startApp(t, cfg)
+
+	clientTLS := func(t *testing.T, o tlsfiles.ClientOptions) *tls.Config {
+		t.Helper()
+		c, err := tlsfiles.ClientConfig(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	anonymous := clientTLS(t, tlsfiles.ClientOptions{CAFile: caFile})
+	withCert := clientTLS(t, tlsfiles.ClientOptions{CAFile: caFile, CertFile: clientCert, KeyFile: clientKey})
+	conn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(credentials.NewTLS(anonymous)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tt := range []struct {
+		name    string
+		tls     *tls.Config
+		wantErr bool
+	}{
+		{name: "tls", tls: anonymous},
+		{name: "mtls", tls: withCert},
+		{name: "plaintext", tls: nil, wantErr: true},
+	} {
+		t.Run("grpc "+tt.name, func(t *testing.T) {
+			err := Healthcheck(ctx, a.GRPCAddr().String(), "payments.v1.PaymentService", tt.tls)
+			if (err != nil) != tt.wantErr {
+				t.Errorf("Healthcheck() = %v, want error: %t", err, tt.wantErr)
+			}
+		})
+		t.Run("http "+tt.name, func(t *testing.T) {
+			scheme, tr := "http", &http.Transport{}
+			if tt.tls != nil {
+				scheme, tr.TLSClientConfig, tr.ForceAttemptHTTP2 = "https", tt.tls, true
+			}
+			defer tr.CloseIdleConnections()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+a.HTTPAddr().String()+"/healthz", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			switch {
+			case tt.wantErr && err == nil && resp.StatusCode == http.StatusOK:
+				t.Errorf("GET /healthz over %s = %s, want a failure", tt.name, resp.Status)
+			case !tt.wantErr && err != nil:
+				t.Errorf("GET /healthz over %s: %v, want 200", tt.name, err)
+			case !tt.wantErr && resp.StatusCode != http.StatusOK:
+				t.Errorf("GET /healthz over %s = %s, want 200", tt.name, resp.Status)
+			}
+		})
+	}
+}
+
+func TestNewRefusesBadTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	missing := dir + "/missing.crt"
+	cfg := testConfig("")
+	cfg.TLS = TLSConfig{CertFile: missing, KeyFile: dir + "/missing.key", ReloadInterval: time.Second}
+	_, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "PAYMENTS_TLS") {
+		t.Errorf("New() with a missing certificate = %v, want an error naming PAYMENTS_TLS and %s", err, missing)
 	}
 }

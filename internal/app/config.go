@@ -33,6 +33,7 @@ type Config struct {
 	HealthInterval   time.Duration `envconfig:"HEALTH_INTERVAL" default:"1s" desc:"how often Redis is pinged for health"`
 	Redis            RedisConfig   `envconfig:"REDIS"`
 	Webhook          WebhookConfig `envconfig:"WEBHOOK"`
+	TLS              TLSConfig     `envconfig:"TLS"`
 }
 
 // WebhookConfig holds the provider webhook settings.
@@ -40,6 +41,18 @@ type WebhookConfig struct {
 	Secrets   []string      `envconfig:"SECRETS" desc:"required: comma-separated whsec_<base64> secrets; any of them may sign (rotation)"`
 	Tolerance time.Duration `envconfig:"TOLERANCE" default:"5m" desc:"how far a webhook-timestamp may be from now"`
 }
+
+// TLSConfig turns on TLS for both the gRPC and the HTTP server. The files
+// are re-read when they change, so cert-manager can rotate them.
+type TLSConfig struct {
+	CertFile       string        `envconfig:"CERT_FILE" desc:"PEM server certificate (chain); with PAYMENTS_TLS_KEY_FILE serves gRPC and HTTP over TLS"`
+	KeyFile        string        `envconfig:"KEY_FILE" desc:"PEM private key of PAYMENTS_TLS_CERT_FILE"`
+	ClientCAFile   string        `envconfig:"CLIENT_CA_FILE" desc:"PEM CA bundle for client certificates (mTLS): a certificate that is given must verify; clients without one still connect"`
+	ReloadInterval time.Duration `envconfig:"RELOAD_INTERVAL" default:"5s" desc:"least time between checks of the TLS files for a new version"`
+}
+
+// Enabled reports whether the servers serve TLS.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
 
 // webhookKeys decodes the secrets. Validate has already checked them.
 func (w WebhookConfig) keys() [][]byte {
@@ -177,6 +190,15 @@ func (c Config) Validate() error {
 	}
 	if c.Webhook.Tolerance <= 0 {
 		bad("PAYMENTS_WEBHOOK_TOLERANCE must be positive, got %s", c.Webhook.Tolerance)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE must be set together")
+	}
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		bad("PAYMENTS_TLS_CLIENT_CA_FILE needs PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE: client certificates are only asked for over TLS")
+	}
+	if c.TLS.ReloadInterval <= 0 {
+		bad("PAYMENTS_TLS_RELOAD_INTERVAL must be positive, got %s", c.TLS.ReloadInterval)
 	}
 	return errors.Join(errs...)
 }
