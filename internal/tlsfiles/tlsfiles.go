@@ -113,6 +113,9 @@ func (s *Server) maybeReload() {
 		return
 	}
 	defer s.reloading.Store(false)
+	if now.UnixNano() < s.nextCheck.Load() {
+		return // another handshake checked between our two loads
+	}
 	s.nextCheck.Store(now.Add(s.opts.CheckInterval).UnixNano())
 
 	if !s.changed() {
