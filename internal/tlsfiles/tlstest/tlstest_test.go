@@ -30,6 +30,9 @@ func TestIssuedCertificatesVerify(t *testing.T) {
 			if _, err := c.Leaf.Verify(tt.opts); (err != nil) != tt.wantErr {
 				t.Errorf("Verify() error = %v, want error: %t", err, tt.wantErr)
 			}
+			if _, err := tls.LoadX509KeyPair(c.Write(t, t.TempDir(), "leaf")); err != nil {
+				t.Errorf("LoadX509KeyPair() of the written files error = %v, want nil", err)
+			}
 		})
 	}
 }
