@@ -1,6 +1,8 @@
 // Command provider-sim plays the payment provider: it signs a settlement
 // event with a Standard Webhooks secret and POSTs it to payments-svc, then
 // prints the answer. Amount and currency are looked up over gRPC unless given.
+// An https:// -url is verified with -cacert; -grpc-tls does the same for the
+// lookup, with -cert and -key for mTLS.
 package main
 
 import (
@@ -13,13 +15,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
+	"github.com/payments-svc/payments-svc/internal/auth"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 	"github.com/payments-svc/payments-svc/internal/webhook"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -41,9 +48,12 @@ type options struct {
 	url, grpcAddr, secret      string
 	paymentID, outcome, reason string
 	eventID, currency, phone   string
+	apiKey                     string
 	amount                     int64
 	repeat                     int
 	timeout                    time.Duration
+	grpcTLS                    bool
+	tls                        tlsfiles.ClientOptions
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -62,8 +72,18 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.phone, "phone", "", "optional payer phone, E.164")
 	fs.IntVar(&o.repeat, "repeat", 1, "deliveries of the same message, as a provider retries: same id and body, fresh timestamp and signature")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for the lookup and the deliveries")
+	fs.StringVar(&o.apiKey, "api-key", envOr("PROVIDER_SIM_API_KEY", auth.DevKey), "API key for the gRPC lookup (default $PROVIDER_SIM_API_KEY, else the public dev key)")
+	fs.BoolVar(&o.grpcTLS, "grpc-tls", false, "look up over TLS, verified with -cacert")
+	fs.StringVar(&o.tls.CAFile, "cacert", "", "PEM CA bundle to verify an https:// -url and the -grpc-tls server with (default: the system roots)")
+	fs.StringVar(&o.tls.CertFile, "cert", "", "PEM client certificate for -grpc-tls (mTLS)")
+	fs.StringVar(&o.tls.KeyFile, "key", "", "PEM client key for -grpc-tls (mTLS)")
+	fs.StringVar(&o.tls.ServerName, "servername", "", "name to verify in the -grpc-tls server certificate, if not the host of -grpc-addr")
+	fs.BoolVar(&o.tls.InsecureSkipVerify, "insecure-skip-verify", false, "accept any server certificate, for https:// and -grpc-tls")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if !o.grpcTLS && (o.tls.CertFile != "" || o.tls.KeyFile != "" || o.tls.ServerName != "") {
+		return o, errors.New("-cert, -key and -servername apply to the gRPC lookup and need -grpc-tls")
 	}
 	if o.paymentID == "" {
 		return o, errors.New("-payment-id is required")
@@ -96,6 +116,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-secret %w", err)
 	}
+	client, err := httpClient(o)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if o.amount == 0 || o.currency == "" {
@@ -122,15 +146,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	for range o.repeat {
-		if err := deliver(ctx, o, key, body, out); err != nil {
+		if err := deliver(ctx, client, o, key, body, out); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// httpClient trusts -cacert for an https:// -url. The client certificate is
+// for gRPC only: the webhook is authenticated by its signature.
+func httpClient(o options) (*http.Client, error) {
+	u, err := url.Parse(o.url)
+	if err != nil {
+		return nil, fmt.Errorf("-url: %w", err)
+	}
+	if u.Scheme != "https" {
+		return http.DefaultClient, nil
+	}
+	cfg, err := tlsfiles.ClientConfig(tlsfiles.ClientOptions{CAFile: o.tls.CAFile, InsecureSkipVerify: o.tls.InsecureSkipVerify})
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Transport: tr}, nil
+}
+
 // deliver posts one signed copy of body, as a provider does on each attempt.
-func deliver(ctx context.Context, o options, key, body []byte, out io.Writer) error {
+func deliver(ctx context.Context, client *http.Client, o options, key, body []byte, out io.Writer) error {
 	ts := time.Now().Unix()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 	if err != nil {
@@ -140,7 +183,7 @@ func deliver(ctx context.Context, o options, key, body []byte, out io.Writer) er
 	req.Header.Set(webhook.HeaderID, o.eventID)
 	req.Header.Set(webhook.HeaderTimestamp, fmt.Sprint(ts))
 	req.Header.Set(webhook.HeaderSignature, webhook.Sign(key, o.eventID, ts, body))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("deliver: %w", err)
 	}
@@ -157,11 +200,20 @@ func deliver(ctx context.Context, o options, key, body []byte, out io.Writer) er
 }
 
 func lookup(ctx context.Context, o *options) error {
-	conn, err := grpc.NewClient(o.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if o.grpcTLS {
+		cfg, err := tlsfiles.ClientConfig(o.tls)
+		if err != nil {
+			return err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(o.grpcAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("look up payment: %w", err)
 	}
 	defer conn.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+o.apiKey)
 	p, err := paymentsv1.NewPaymentServiceClient(conn).GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: o.paymentID})
 	if err != nil {
 		return fmt.Errorf("look up payment (or pass -amount and -currency): %w", err)

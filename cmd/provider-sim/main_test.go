@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"io"
@@ -11,23 +12,37 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles/tlstest"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	"github.com/payments-svc/payments-svc/internal/webhook"
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
 // receiver is a webhook endpoint that verifies like the server and records
 // what it got.
 func receiver(t *testing.T, status int) (*httptest.Server, *[]byte) {
+	t.Helper()
+	return newReceiver(t, status, nil)
+}
+
+// newReceiver is receiver over TLS with tlsCfg, or plaintext if it is nil.
+func newReceiver(t *testing.T, status int, tlsCfg *tls.Config) (*httptest.Server, *[]byte) {
 	t.Helper()
 	key, err := webhook.ParseSecret(devSecret)
 	if err != nil {
@@ -35,7 +50,7 @@ func receiver(t *testing.T, status int) (*httptest.Server, *[]byte) {
 	}
 	v := webhook.NewVerifier([][]byte{key}, time.Minute, nil)
 	var got []byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if err := v.Verify(r.Header.Get(webhook.HeaderID), r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
@@ -45,6 +60,12 @@ func receiver(t *testing.T, status int) (*httptest.Server, *[]byte) {
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte(`{"outcome":"applied"}`))
 	}))
+	if tlsCfg == nil {
+		srv.Start()
+	} else {
+		srv.TLS = tlsCfg
+		srv.StartTLS()
+	}
 	t.Cleanup(srv.Close)
 	return srv, &got
 }
@@ -92,7 +113,7 @@ func TestRunLooksUpAmountOverGRPC(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rc.Close() })
 	repo := storage.New(rc, storage.Options{IdempotencyTTL: time.Hour})
-	req := payments.Request{MerchantID: "m_test", AmountMinor: 777, Currency: "JPY", OrderID: "o", IdempotencyKey: "k"}
+	req := payments.Request{MerchantID: auth.DevMerchant, AmountMinor: 777, Currency: "JPY", OrderID: "o", IdempotencyKey: "k"}
 	p := payments.New(req, time.Now())
 	if _, _, err := repo.Create(context.Background(), p, payments.Fingerprint(req)); err != nil {
 		t.Fatal(err)
@@ -142,6 +163,101 @@ func TestRunErrors(t *testing.T) {
 			err := run(context.Background(), tt.args, io.Discard)
 			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
 				t.Errorf("run(%q) = %v, want an error (%v)", tt.args, err, tt.want)
+			}
+		})
+	}
+}
+
+// fakePayments answers GetPayment with a EUR 555 payment and records the
+// authorization metadata and the client certificate of the last call.
+type fakePayments struct {
+	paymentsv1.UnimplementedPaymentServiceServer
+	mu         sync.Mutex
+	auth, peer string
+}
+
+func (p *fakePayments) GetPayment(ctx context.Context, req *paymentsv1.GetPaymentRequest) (*paymentsv1.GetPaymentResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var cn string
+	if pr, ok := peer.FromContext(ctx); ok {
+		if info, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
+			cn = info.State.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.auth, p.peer = strings.Join(md.Get("authorization"), ","), cn
+	return &paymentsv1.GetPaymentResponse{PaymentId: req.GetPaymentId(), AmountMinor: 555, Currency: "EUR"}, nil
+}
+
+func (p *fakePayments) last() (auth, peer string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.auth, p.peer
+}
+
+func TestRunOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := tlstest.NewCA(t, "CA"), tlstest.NewCA(t, "other CA")
+	caFile, otherFile := ca.Write(t, dir, "ca.pem"), other.Write(t, dir, "other.pem")
+	certFile, keyFile := ca.Issue(t, tlstest.Template{CommonName: "server"}).Write(t, dir, "server")
+	clientCert, clientKey := ca.Issue(t, tlstest.Template{CommonName: "provider", Client: true}).Write(t, dir, "client")
+	srv, err := tlsfiles.New(tlsfiles.Options{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakePayments{}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(srv.Config())))
+	paymentsv1.RegisterPaymentServiceServer(gs, fake)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	hook, got := newReceiver(t, http.StatusOK, srv.Config())
+	id := payments.NewID("m_test", "k", time.Now())
+
+	tests := []struct {
+		name     string
+		env      string // $PROVIDER_SIM_API_KEY
+		flags    []string
+		wantErr  bool
+		wantAuth string
+		wantPeer string
+	}{
+		{name: "dev key by default", flags: []string{"-grpc-tls", "-cacert", caFile}, wantAuth: "Bearer " + auth.DevKey},
+		{name: "key from the environment", env: "pk_env", flags: []string{"-grpc-tls", "-cacert", caFile}, wantAuth: "Bearer pk_env"},
+		{name: "key flag over the environment", env: "pk_env", flags: []string{"-grpc-tls", "-cacert", caFile, "-api-key", "pk_flag"}, wantAuth: "Bearer pk_flag"},
+		{name: "client certificate", flags: []string{"-grpc-tls", "-cacert", caFile, "-cert", clientCert, "-key", clientKey}, wantAuth: "Bearer " + auth.DevKey, wantPeer: "provider"},
+		{name: "server name", flags: []string{"-grpc-tls", "-cacert", caFile, "-servername", tlstest.ServerName}, wantAuth: "Bearer " + auth.DevKey},
+		{name: "insecure skip verify", flags: []string{"-grpc-tls", "-insecure-skip-verify"}, wantAuth: "Bearer " + auth.DevKey},
+		{name: "untrusted CA", flags: []string{"-grpc-tls", "-cacert", otherFile}, wantErr: true},
+		{name: "https with an untrusted CA", flags: []string{"-cacert", otherFile, "-amount", "1", "-currency", "USD"}, wantErr: true},
+		{name: "plaintext lookup against tls", flags: []string{"-cacert", caFile}, wantErr: true},
+		{name: "cert without grpc-tls", flags: []string{"-cacert", caFile, "-cert", clientCert, "-key", clientKey}, wantErr: true},
+		{name: "missing CA file", flags: []string{"-grpc-tls", "-cacert", dir + "/nope.pem"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PROVIDER_SIM_API_KEY", tt.env)
+			*got = nil
+			args := append([]string{"-url", hook.URL, "-grpc-addr", lis.Addr().String(), "-payment-id", id, "-timeout", "10s"}, tt.flags...)
+			err := run(context.Background(), args, io.Discard)
+			if tt.wantErr {
+				if err == nil {
+					t.Errorf("run(%q) = nil, want an error", args)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("run(%q) = %v, want nil", args, err)
+			}
+			if auth, cn := fake.last(); auth != tt.wantAuth || cn != tt.wantPeer {
+				t.Errorf("GetPayment saw authorization %q and client certificate %q, want %q and %q", auth, cn, tt.wantAuth, tt.wantPeer)
+			}
+			if ev, err := webhook.DecodeEvent(*got); err != nil || ev.AmountMinor != 555 || ev.Currency != "EUR" {
+				t.Errorf("delivered over https %+v (%v), want a EUR 555 event", ev, err)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/payments-svc/payments-svc/internal/app"
 	"github.com/payments-svc/payments-svc/internal/auth"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 )
 
 // Stamped at build time with -ldflags "-X main.version=… -X main.commit=…".
@@ -104,12 +106,26 @@ func healthcheck(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of the server")
 	service := fs.String("service", "payments.v1.PaymentService", `grpc.health.v1 service name ("" for the whole server)`)
 	timeout := fs.Duration("timeout", 2*time.Second, "deadline for the check")
+	useTLS := fs.Bool("tls", false, "connect with TLS (implied by any of the flags below)")
+	var to tlsfiles.ClientOptions
+	fs.StringVar(&to.CAFile, "cacert", "", "PEM CA bundle to verify the server with (default: the system roots)")
+	fs.StringVar(&to.CertFile, "cert", "", "PEM client certificate, for mTLS")
+	fs.StringVar(&to.KeyFile, "key", "", "PEM client key, for mTLS")
+	fs.StringVar(&to.ServerName, "servername", "", "name to verify in the server certificate, if not the host of -addr")
+	fs.BoolVar(&to.InsecureSkipVerify, "insecure-skip-verify", false, "accept any server certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var tlsCfg *tls.Config
+	if *useTLS || to != (tlsfiles.ClientOptions{}) {
+		var err error
+		if tlsCfg, err = tlsfiles.ClientConfig(to); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := app.Healthcheck(ctx, *addr, *service); err != nil {
+	if err := app.Healthcheck(ctx, *addr, *service, tlsCfg); err != nil {
 		return fmt.Errorf("%w: %w", errUnhealthy, err)
 	}
 	return nil

@@ -5,8 +5,17 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles/tlstest"
 )
 
 // These tests call run in-process; binary_test.go runs the real binary.
@@ -90,5 +99,63 @@ func TestServeStopsWithContext(t *testing.T) {
 		default:
 			last = i
 		}
+	}
+}
+
+func TestHealthcheckTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, clientCA, other := tlstest.NewCA(t, "CA"), tlstest.NewCA(t, "client CA"), tlstest.NewCA(t, "other CA")
+	caFile, otherFile := ca.Write(t, dir, "ca.pem"), other.Write(t, dir, "other.pem")
+	certFile, keyFile := ca.Issue(t, tlstest.Template{CommonName: "server"}).Write(t, dir, "server")
+	clientCert, clientKey := clientCA.Issue(t, tlstest.Template{CommonName: "probe", Client: true}).Write(t, dir, "client")
+	strangerCert, strangerKey := other.Issue(t, tlstest.Template{CommonName: "stranger", Client: true}).Write(t, dir, "stranger")
+	srv, err := tlsfiles.New(tlsfiles.Options{CertFile: certFile, KeyFile: keyFile, ClientCAFile: clientCA.Write(t, dir, "client-ca.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := health.NewServer()
+	hs.SetServingStatus("payments.v1.PaymentService", healthpb.HealthCheckResponse_SERVING)
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(srv.Config())))
+	healthpb.RegisterHealthServer(gs, hs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	addr := lis.Addr().String()
+
+	tests := []struct {
+		name        string
+		flags       []string
+		wantErr     bool
+		wantFlagErr bool // the error is about the flags, not errUnhealthy
+	}{
+		{name: "tls with the CA", flags: []string{"-tls", "-cacert", caFile}},
+		{name: "cacert implies tls", flags: []string{"-cacert", caFile}},
+		{name: "server name", flags: []string{"-cacert", caFile, "-servername", tlstest.ServerName}},
+		{name: "insecure skip verify", flags: []string{"-tls", "-insecure-skip-verify"}},
+		{name: "client certificate", flags: []string{"-cacert", caFile, "-cert", clientCert, "-key", clientKey}},
+		{name: "plaintext against tls", flags: nil, wantErr: true},
+		{name: "untrusted server", flags: []string{"-tls", "-cacert", otherFile}, wantErr: true},
+		{name: "wrong server name", flags: []string{"-cacert", caFile, "-servername", "elsewhere.test"}, wantErr: true},
+		{name: "untrusted client certificate", flags: []string{"-cacert", caFile, "-cert", strangerCert, "-key", strangerKey}, wantErr: true},
+		{name: "cert without key", flags: []string{"-cacert", caFile, "-cert", clientCert}, wantErr: true, wantFlagErr: true},
+		{name: "missing CA file", flags: []string{"-cacert", dir + "/nope.pem"}, wantErr: true, wantFlagErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"healthcheck", "-addr", addr, "-timeout", "10s"}, tt.flags...)
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), args, &stdout, &stderr)
+			switch {
+			case !tt.wantErr && err != nil:
+				t.Errorf("run(%q) = %v, want nil", args, err)
+			case tt.wantErr && err == nil:
+				t.Errorf("run(%q) = nil, want an error", args)
+			case tt.wantErr && errors.Is(err, errUnhealthy) == tt.wantFlagErr:
+				t.Errorf("run(%q) = %v, want errors.Is(err, errUnhealthy) = %t", args, err, !tt.wantFlagErr)
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/payments-svc/payments-svc/internal/metrics"
 	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	httptransport "github.com/payments-svc/payments-svc/internal/transport/http"
 	"github.com/payments-svc/payments-svc/internal/webhook"
@@ -56,12 +58,16 @@ type App struct {
 // New builds the service and binds its listeners, so the addresses are known
 // before Run. Redis is not required to be up: readiness follows it.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	m := metrics.New()
+	tlsFiles, err := loadTLS(cfg, log, m)
+	if err != nil {
+		return nil, err
+	}
 	redis.SetLogger(redisLogger{log: log})
 	client, stopRedis, err := newRedisClient(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New()
 	client.AddHook(m.RedisHook())
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		// MOVED and ASK are answered to the node clients, which the
@@ -109,6 +115,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Authenticator: authn,
 		Observer:      m,
 		Interceptors:  []grpc.UnaryServerInterceptor{m.GRPC.UnaryServerInterceptor()},
+		Creds:         grpcCreds(tlsFiles),
 	})
 	m.GRPC.InitializeMetrics(grpcSrv)
 
@@ -128,6 +135,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.Pprof {
 		// A profile runs for as long as the caller asks.
 		adminSrv.WriteTimeout = 0
+	}
+	if tlsFiles != nil {
+		httpSrv.TLSConfig = tlsFiles.Config()
 	}
 
 	var lc net.ListenConfig
@@ -226,8 +236,9 @@ func (a *App) Run(ctx context.Context) error {
 	// connections: announce them before anything can start a shutdown, so the
 	// log always reads listening, then shutdown, whatever the scheduler does.
 	a.log.Info("grpc server listening", slog.String("addr", a.grpcLis.Addr().String()),
-		slog.Bool("embedded_store", a.cfg.Embedded()))
-	a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()))
+		slog.Bool("embedded_store", a.cfg.Embedded()), slog.Bool("tls", a.cfg.TLS.Enabled()))
+	a.log.Info("http server listening", slog.String("addr", a.httpLis.Addr().String()),
+		slog.Bool("tls", a.cfg.TLS.Enabled()))
 	a.log.Info("admin server listening", slog.String("addr", a.adminLis.Addr().String()),
 		slog.Bool("pprof", a.cfg.Pprof))
 
@@ -238,7 +249,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 	serveHTTP := func(name string, srv *http.Server, lis net.Listener) {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if srv.TLSConfig != nil {
+			// The certificate comes from TLSConfig, not from files named here.
+			serve = func(l net.Listener) error { return srv.ServeTLS(l, "", "") }
+		}
+		if err := serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("%s server: %w", name, err)
 		}
 	}
@@ -332,4 +348,47 @@ func newAuthenticator(cfg Config, log *slog.Logger, m *metrics.Metrics) (*auth.A
 	default:
 		return auth.NewAuthenticator(nil), nil
 	}
+}
+
+// loadTLS reads the TLS files, or returns nil when TLS is off. Reloads are
+// logged; a failed one keeps the previous certificate, so it is an error to
+// act on before that certificate expires.
+func loadTLS(cfg Config, log *slog.Logger, m *metrics.Metrics) (*tlsfiles.Server, error) {
+	c := cfg.TLS
+	if !c.Enabled() {
+		return nil, nil
+	}
+	var files *tlsfiles.Server
+	files, err := tlsfiles.New(tlsfiles.Options{
+		CertFile:      c.CertFile,
+		KeyFile:       c.KeyFile,
+		ClientCAFile:  c.ClientCAFile,
+		CheckInterval: cfg.ReloadInterval,
+		OnReload: func() {
+			m.ObserveReload("tls", true)
+			log.Info("tls files reloaded", certAttrs(files)...)
+		},
+		OnReloadError: func(err error) {
+			m.ObserveReload("tls", false)
+			log.Error("tls files not reloaded; serving the previous certificate",
+				append(certAttrs(files), slog.String("error", err.Error()))...)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("PAYMENTS_TLS_*: %w", err)
+	}
+	log.Info("tls enabled", append(certAttrs(files), slog.Bool("client_certificates", c.ClientCAFile != ""))...)
+	return files, nil
+}
+
+func certAttrs(files *tlsfiles.Server) []any {
+	leaf := files.Certificate()
+	return []any{slog.String("serial", leaf.SerialNumber.Text(16)), slog.Time("not_after", leaf.NotAfter)}
+}
+
+func grpcCreds(files *tlsfiles.Server) credentials.TransportCredentials {
+	if files == nil {
+		return nil
+	}
+	return credentials.NewTLS(files.Config())
 }

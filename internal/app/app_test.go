@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -16,11 +18,15 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles"
+	"github.com/payments-svc/payments-svc/internal/tlsfiles/tlstest"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -314,17 +320,17 @@ func TestHealthcheck(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer ccancel()
-	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService"); err != nil {
+	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService", nil); err != nil {
 		t.Errorf("Healthcheck() on a serving server = %v, want nil", err)
 	}
-	if err := Healthcheck(cctx, addr, "no.such.Service"); err == nil {
+	if err := Healthcheck(cctx, addr, "no.such.Service", nil); err == nil {
 		t.Errorf("Healthcheck() of an unknown service = nil, want an error")
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run() = %v, want nil", err)
 	}
-	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService"); err == nil {
+	if err := Healthcheck(cctx, addr, "payments.v1.PaymentService", nil); err == nil {
 		t.Errorf("Healthcheck() on a stopped server = nil, want an error")
 	}
 }
@@ -395,5 +401,116 @@ func TestKeysFileIsWired(t *testing.T) {
 	bad.Auth.KeysFile = t.TempDir() + "/missing"
 	if _, err := New(ctx, bad, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "PAYMENTS_AUTH_KEYS_FILE") {
 		t.Errorf("New() with a missing keys file = %v, want an error naming PAYMENTS_AUTH_KEYS_FILE", err)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "CA")
+	caFile := ca.Write(t, dir, "ca.pem")
+	certFile, keyFile := ca.Issue(t, tlstest.Template{CommonName: "server"}).Write(t, dir, "server")
+	clientCert, clientKey := ca.Issue(t, tlstest.Template{CommonName: "merchant", Client: true,
+		URIs: []*url.URL{{Scheme: "spiffe", Host: "payments.test", Path: "/merchant/m_cert"}}}).Write(t, dir, "client")
+	cfg := testConfig("")
+	cfg.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+	cfg.ReloadInterval = time.Hour
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	clientTLS := func(t *testing.T, o tlsfiles.ClientOptions) *tls.Config {
+		t.Helper()
+		c, err := tlsfiles.ClientConfig(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	anonymous := clientTLS(t, tlsfiles.ClientOptions{CAFile: caFile})
+	withCert := clientTLS(t, tlsfiles.ClientOptions{CAFile: caFile, CertFile: clientCert, KeyFile: clientKey})
+	conn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(credentials.NewTLS(anonymous)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, conn, healthpb.HealthCheckResponse_SERVING)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tt := range []struct {
+		name    string
+		tls     *tls.Config
+		wantErr bool
+	}{
+		{name: "tls", tls: anonymous},
+		{name: "mtls", tls: withCert},
+		{name: "plaintext", tls: nil, wantErr: true},
+	} {
+		t.Run("grpc "+tt.name, func(t *testing.T) {
+			err := Healthcheck(ctx, a.GRPCAddr().String(), "payments.v1.PaymentService", tt.tls)
+			if (err != nil) != tt.wantErr {
+				t.Errorf("Healthcheck() = %v, want error: %t", err, tt.wantErr)
+			}
+		})
+		t.Run("http "+tt.name, func(t *testing.T) {
+			scheme, tr := "http", &http.Transport{}
+			if tt.tls != nil {
+				scheme, tr.TLSClientConfig, tr.ForceAttemptHTTP2 = "https", tt.tls, true
+			}
+			defer tr.CloseIdleConnections()
+			// Any answer from the webhook route proves the handshake: a GET
+			// is refused with 405.
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+a.HTTPAddr().String()+"/v1/webhooks/provider", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			switch {
+			case tt.wantErr && err == nil && resp.StatusCode == http.StatusMethodNotAllowed:
+				t.Errorf("GET webhook over %s = %s, want a failure", tt.name, resp.Status)
+			case !tt.wantErr && err != nil:
+				t.Errorf("GET webhook over %s: %v, want 405", tt.name, err)
+			case !tt.wantErr && resp.StatusCode != http.StatusMethodNotAllowed:
+				t.Errorf("GET webhook over %s = %s, want 405", tt.name, resp.Status)
+			}
+		})
+	}
+
+	// The verified certificate is the merchant's identity: it creates a
+	// payment with no API key, and nothing else is accepted beside it.
+	certConn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(credentials.NewTLS(withCert)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer certConn.Close()
+	req := &paymentsv1.RequestPaymentRequest{AmountMinor: 100, Currency: "EUR", OrderId: "o", IdempotencyKey: "k-cert"}
+	if _, err := paymentsv1.NewPaymentServiceClient(certConn).RequestPayment(ctx, req); err != nil {
+		t.Errorf("RequestPayment() with a merchant certificate = %v, want success", err)
+	}
+	if _, err := paymentsv1.NewPaymentServiceClient(conn).RequestPayment(ctx, req); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("RequestPayment() over TLS without a certificate or key = %v, want Unauthenticated", err)
+	}
+	devCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+auth.DevKey)
+	if _, err := paymentsv1.NewPaymentServiceClient(certConn).RequestPayment(devCtx, req); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("RequestPayment() with a certificate and the dev key = %v, want Unauthenticated: no dev key beside a client CA", err)
+	}
+}
+
+func TestNewRefusesBadTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	missing := dir + "/missing.crt"
+	cfg := testConfig("")
+	cfg.TLS = TLSConfig{CertFile: missing, KeyFile: dir + "/missing.key"}
+	_, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "PAYMENTS_TLS") {
+		t.Errorf("New() with a missing certificate = %v, want an error naming PAYMENTS_TLS and %s", err, missing)
 	}
 }

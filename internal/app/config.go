@@ -49,9 +49,9 @@ type AuthConfig struct {
 
 // TLSConfig holds the server's transport security.
 type TLSConfig struct {
-	CertFile     string `envconfig:"CERT_FILE" desc:"PEM certificate chain: gRPC and the public HTTP port serve TLS; re-read on change"`
+	CertFile     string `envconfig:"CERT_FILE" desc:"PEM certificate chain: gRPC and the public HTTP port serve TLS; re-read on change, so cert-manager can rotate it"`
 	KeyFile      string `envconfig:"KEY_FILE" desc:"PEM private key of PAYMENTS_TLS_CERT_FILE"`
-	ClientCAFile string `envconfig:"CLIENT_CA_FILE" desc:"PEM CA bundle for client certificates (mTLS): a verified certificate with a spiffe://<domain>/merchant/<id> URI SAN identifies the merchant"`
+	ClientCAFile string `envconfig:"CLIENT_CA_FILE" desc:"PEM CA bundle for client certificates (mTLS): a certificate that is given must verify, and its spiffe://<domain>/merchant/<id> URI SAN identifies the merchant; clients without one still connect with an API key"`
 	Mesh         bool   `envconfig:"MESH" default:"false" desc:"a service mesh terminates TLS in front of this server; the only way to serve plaintext gRPC in production"`
 }
 

@@ -90,8 +90,6 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("DevAuth() = true with a keys file, want false")
 				}
 			}},
-		{name: "cert without key", env: map[string]string{"PAYMENTS_TLS_CERT_FILE": "/c"}, wantErr: "must be set together"},
-		{name: "client ca without tls", env: map[string]string{"PAYMENTS_TLS_CLIENT_CA_FILE": "/ca"}, wantErr: "PAYMENTS_TLS_CLIENT_CA_FILE needs PAYMENTS_TLS_CERT_FILE"},
 		{name: "rate limits", env: map[string]string{"PAYMENTS_RATE_LIMITS": `{"default":{"create":{"perSecond":5,"burst":5}}}`}},
 		{name: "bad rate limits", env: map[string]string{"PAYMENTS_RATE_LIMITS": `{"default":{"create":{"perSecond":5}}}`}, wantErr: "PAYMENTS_RATE_LIMITS"},
 		{name: "zero reload interval", env: map[string]string{"PAYMENTS_RELOAD_INTERVAL": "0s"}, wantErr: "PAYMENTS_RELOAD_INTERVAL must be positive"},
@@ -123,6 +121,15 @@ func TestLoadConfig(t *testing.T) {
 		{name: "ack timeout at the read timeout", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "500ms"}, wantErr: "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT (500ms) must be below PAYMENTS_REDIS_READ_TIMEOUT (500ms)"},
 		{name: "ack timeout above a raised read timeout is refused", env: map[string]string{"PAYMENTS_REDIS_ADDRS": "redis:6379", "PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1", "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "2s", "PAYMENTS_REDIS_READ_TIMEOUT": "1s"}, wantErr: "must be below PAYMENTS_REDIS_READ_TIMEOUT (1s)"},
 		{name: "ack timeout is not tied to the read timeout while acks are off", env: map[string]string{"PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "2s"}},
+		{name: "tls files", env: map[string]string{"PAYMENTS_TLS_CERT_FILE": "/tls/tls.crt", "PAYMENTS_TLS_KEY_FILE": "/tls/tls.key", "PAYMENTS_TLS_CLIENT_CA_FILE": "/tls/ca.crt"},
+			check: func(t *testing.T, c Config) {
+				if !c.TLS.Enabled() || c.TLS.ClientCAFile != "/tls/ca.crt" {
+					t.Errorf("got TLS %+v, want it enabled with the client CA", c.TLS)
+				}
+			}},
+		{name: "tls cert without key", env: map[string]string{"PAYMENTS_TLS_CERT_FILE": "/tls/tls.crt"}, wantErr: "PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE must be set together"},
+		{name: "tls key without cert", env: map[string]string{"PAYMENTS_TLS_KEY_FILE": "/tls/tls.key"}, wantErr: "must be set together"},
+		{name: "client CA without tls", env: map[string]string{"PAYMENTS_TLS_CLIENT_CA_FILE": "/tls/ca.crt"}, wantErr: "PAYMENTS_TLS_CLIENT_CA_FILE needs"},
 		{name: "negative replica acks", env: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "-1"}, wantErr: "PAYMENTS_REDIS_MIN_REPLICA_ACKS must not be negative"},
 		{name: "replica acks on the embedded store", env: map[string]string{"PAYMENTS_REDIS_MIN_REPLICA_ACKS": "1"}, wantErr: "PAYMENTS_REDIS_MIN_REPLICA_ACKS needs PAYMENTS_REDIS_ADDRS"},
 		{name: "zero ack timeout", env: map[string]string{"PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "0s"}, wantErr: "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT must be at least 1ms"},

@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -12,8 +14,13 @@ import (
 // Healthcheck asks a running server over grpc.health.v1 whether service is
 // SERVING. It backs the `healthcheck` subcommand used by the container
 // HEALTHCHECK and the Helm test, where the image has no shell or grpcurl.
-func Healthcheck(ctx context.Context, addr, service string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// A nil tlsCfg dials in plaintext.
+func Healthcheck(ctx context.Context, addr, service string, tlsCfg *tls.Config) error {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("healthcheck %s: %w", addr, err)
 	}

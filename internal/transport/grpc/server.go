@@ -5,6 +5,7 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -31,6 +32,8 @@ type ServerConfig struct {
 	// Interceptors run inside the observer and outside error mapping and
 	// panic recovery, so they see final status codes: a metrics interceptor.
 	Interceptors []grpc.UnaryServerInterceptor
+	// Creds, if set, secures the transport (TLS); nil serves plaintext.
+	Creds credentials.TransportCredentials
 }
 
 // NewServer builds the gRPC server with every service registered and the
@@ -42,11 +45,15 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	chain = append(chain, cfg.Interceptors...)
 	chain = append(chain, mapErrors, recovery.UnaryServerInterceptor(), authenticate(cfg.Authenticator))
 
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.ChainUnaryInterceptor(chain...),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor()),
-	)
+	}
+	if cfg.Creds != nil {
+		opts = append(opts, grpc.Creds(cfg.Creds))
+	}
+	srv := grpc.NewServer(opts...)
 	paymentsv1.RegisterPaymentServiceServer(srv, cfg.Service)
 	healthpb.RegisterHealthServer(srv, cfg.Health)
 	if cfg.Reflection {
