@@ -421,7 +421,12 @@ func TestTLS(t *testing.T) {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v, want nil after its context ended", err)
+		}
+	})
 
 	clientTLS := func(t *testing.T, o tlsfiles.ClientOptions) *tls.Config {
 		t.Helper()
