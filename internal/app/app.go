@@ -18,8 +18,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/metrics"
@@ -47,6 +49,8 @@ type App struct {
 	grpcLis   net.Listener
 	httpLis   net.Listener
 	adminLis  net.Listener
+	apiLis    *bufconn.Listener // in-process: the JSON API's gateway to grpcSrv
+	apiConn   *grpc.ClientConn
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
 	adminSrv  *http.Server
@@ -119,10 +123,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	})
 	m.GRPC.InitializeMetrics(grpcSrv)
 
+	// The JSON API reaches the gRPC server through an in-memory connection,
+	// so each HTTP call passes the same interceptors as a gRPC call.
+	apiLis := bufconn.Listen(1 << 20)
+	apiConn, err := grpc.NewClient("passthrough:///payments-svc",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return apiLis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		stopRedis()
+		return nil, fmt.Errorf("json api connection: %w", err)
+	}
+	api, err := httptransport.NewAPI(apiConn)
+	if err != nil {
+		_ = apiConn.Close()
+		stopRedis()
+		return nil, fmt.Errorf("json api: %w", err)
+	}
+	stopAPI := func() { _ = apiConn.Close() }
 	httpSrv := newHTTPServer(log, httptransport.NewHandler(httptransport.Config{
 		Logger:   log,
 		Store:    repo,
 		Verifier: webhook.NewVerifier(cfg.Webhook.keys(), cfg.Webhook.Tolerance, nil),
+		API:      api,
 		Observer: m,
 	}))
 	adminSrv := newHTTPServer(log, httptransport.NewAdminHandler(httptransport.AdminConfig{
@@ -148,6 +170,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			for _, b := range bound {
 				_ = b.Close()
 			}
+			stopAPI()
 			stopRedis()
 			return nil, fmt.Errorf("listen on %s %s: %w", name, addr, err)
 		}
@@ -182,6 +205,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		for _, b := range bound {
 			_ = b.Close()
 		}
+		stopAPI()
 		stopRedis()
 		return nil, fmt.Errorf("PAYMENTS_REDIS_ACK_COMMAND is waitaof: %w", err)
 	case err != nil:
@@ -190,7 +214,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 	return &App{
 		cfg: cfg, log: log,
-		grpcLis: grpcLis, httpLis: httpLis, adminLis: adminLis,
+		grpcLis: grpcLis, httpLis: httpLis, adminLis: adminLis, apiLis: apiLis, apiConn: apiConn,
 		grpcSrv: grpcSrv, httpSrv: httpSrv, adminSrv: adminSrv,
 		health: hs, monitor: mon, stopRedis: stopRedis,
 	}, nil
@@ -242,10 +266,15 @@ func (a *App) Run(ctx context.Context) error {
 	a.log.Info("admin server listening", slog.String("addr", a.adminLis.Addr().String()),
 		slog.Bool("pprof", a.cfg.Pprof))
 
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	go func() {
 		if err := a.grpcSrv.Serve(a.grpcLis); err != nil {
 			serveErr <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		if err := a.grpcSrv.Serve(a.apiLis); err != nil {
+			serveErr <- fmt.Errorf("grpc server for the json api: %w", err)
 		}
 	}()
 	serveHTTP := func(name string, srv *http.Server, lis net.Listener) {
@@ -283,6 +312,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Warn("graceful stop exceeded PAYMENTS_SHUTDOWN_TIMEOUT; remaining calls were cut",
 			slog.Duration("timeout", a.cfg.ShutdownTimeout))
 	}
+	_ = a.apiConn.Close()
 	a.log.Info("shutdown complete")
 	return runErr
 }

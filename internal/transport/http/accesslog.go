@@ -15,6 +15,7 @@ const RequestIDHeader = "X-Request-Id"
 
 // requestNote is what a handler tells the access log about its request.
 type requestNote struct {
+	requestID string
 	outcome   string
 	err       error
 	eventID   string
@@ -76,7 +77,7 @@ func accessLog(log *slog.Logger, obs Observer, next http.Handler) http.Handler {
 		start := time.Now()
 		rid := requestid.Resolve(r.Header.Get(RequestIDHeader))
 		w.Header().Set(RequestIDHeader, rid)
-		note := &requestNote{level: slog.LevelInfo}
+		note := &requestNote{requestID: rid, level: slog.LevelInfo}
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
 
@@ -127,8 +128,10 @@ func accessLog(log *slog.Logger, obs Observer, next http.Handler) http.Handler {
 // one label, so a scanner cannot blow up the metric's cardinality.
 func routeOf(r *http.Request) string {
 	switch p := r.URL.Path; {
-	case p == WebhookPath || p == "/metrics" || p == "/healthz" || p == "/readyz":
+	case p == WebhookPath || p == PaymentsPath || p == OpenAPIPath || p == "/metrics" || p == "/healthz" || p == "/readyz":
 		return p
+	case strings.HasPrefix(p, PaymentsPath+"/"):
+		return PaymentsPath + "/{payment_id}"
 	case strings.HasPrefix(p, pprofPrefix):
 		return pprofPrefix
 	default:

@@ -45,16 +45,24 @@ type Config struct {
 	Logger   *slog.Logger
 	Store    EventStore
 	Verifier *webhook.Verifier
+	// API, if set, serves the JSON API (NewAPI) beside the webhook.
+	API      http.Handler
 	Observer Observer
 }
 
 // NewHandler returns the public routes, which an ingress may expose: the
-// provider webhook only, wrapped in the access log.
+// provider webhook and, when configured, the JSON API and its OpenAPI
+// document, wrapped in the access log.
 func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	// The webhook route takes every method so that a wrong one still gets a
 	// problem+json answer rather than the mux's plain-text 405.
 	mux.Handle(WebhookPath, &webhookHandler{store: cfg.Store, verifier: cfg.Verifier})
+	if cfg.API != nil {
+		mux.Handle(PaymentsPath, cfg.API)
+		mux.Handle(PaymentsPath+"/", cfg.API)
+		mux.Handle(OpenAPIPath, cfg.API)
+	}
 	return accessLog(cfg.Logger, cfg.Observer, mux)
 }
 
@@ -213,8 +221,13 @@ type fieldViolation struct {
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, code int, detail string, vs []payments.FieldViolation) {
+	writeTypedProblem(w, r, code, "about:blank", detail, vs)
+}
+
+// writeTypedProblem is writeProblem with a problem type URI.
+func writeTypedProblem(w http.ResponseWriter, r *http.Request, code int, typ, detail string, vs []payments.FieldViolation) {
 	p := problem{
-		Type:      "about:blank",
+		Type:      typ,
 		Title:     http.StatusText(code),
 		Status:    code,
 		Detail:    detail,
