@@ -397,3 +397,36 @@ func TestParseIdempotencyKey(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIRequestID checks that the caller's X-Request-Id is echoed and that
+// the HTTP access line and the gRPC call line behind it carry the same id.
+func TestAPIRequestID(t *testing.T) {
+	e := startAPI(t, apiOpts{})
+	r := e.do(t, apiCall{method: "POST", path: "/v1/payments", body: createBody, key: ptrTo("rid-1"), headers: map[string]string{
+		"Content-Type": "application/json", "Authorization": "Bearer " + auth.DevKey, RequestIDHeader: "trace-42",
+	}})
+	if r.status != 201 || r.header.Get(RequestIDHeader) != "trace-42" {
+		t.Fatalf("create = %d, %s %q; want 201 and trace-42 echoed", r.status, RequestIDHeader, r.header.Get(RequestIDHeader))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var msgs []string
+	for _, l := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if line["request_id"] == "trace-42" {
+			msgs = append(msgs, line["msg"].(string))
+			if line["msg"] == "http" && (line["route"] != "/v1/payments" || line["outcome"] != "created" || line["payment_id"] == nil) {
+				t.Errorf("access line = %v, want route /v1/payments, outcome created and the payment_id", line)
+			}
+			if line["msg"] == "rpc" && line["merchant"] != auth.DevMerchant {
+				t.Errorf("rpc line = %v, want merchant %s", line, auth.DevMerchant)
+			}
+		}
+	}
+	if diff := cmp.Diff([]string{"rpc", "http"}, msgs); diff != "" {
+		t.Errorf("log lines with the request id (-want +got):\n%s", diff)
+	}
+}
