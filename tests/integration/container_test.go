@@ -175,6 +175,8 @@ func TestImageLockedDown(t *testing.T) {
 		"-e", "PAYMENTS_REDIS_PASSWORD="+containerRedisPassword,
 		"-e", "PAYMENTS_WEBHOOK_SECRETS="+webhookSecret,
 		"-e", "PAYMENTS_SHUTDOWN_TIMEOUT=10s",
+		// The load below would otherwise measure the default quota.
+		"-e", "PAYMENTS_RATE_LIMITS="+unlimited,
 		image)
 	pc.waitHealthy()
 	if got := pc.inspect("{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}"); got != "65532:65532 true [ALL]" {

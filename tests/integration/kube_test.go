@@ -151,6 +151,8 @@ func installChart(t *testing.T, extra ...string) *kube {
 		"--set", "redis.image.repository=" + redisRepo, "--set", "redis.image.tag=" + redisTag,
 		"--set", "redis.persistence.enabled=true",
 		"--set-json", fmt.Sprintf("auth.keys=[%q]", line),
+		// The disruption load would otherwise measure the default quota.
+		"--set-json", "rateLimits="+unlimited,
 		"--wait", "--timeout", kubeWait.String()}
 	k.helm(append(args, extra...)...)
 	return k
