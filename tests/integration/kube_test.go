@@ -152,7 +152,7 @@ func installChart(t *testing.T, extra ...string) *kube {
 		"--set", "redis.persistence.enabled=true",
 		"--set-json", fmt.Sprintf("auth.keys=[%q]", line),
 		// The disruption load would otherwise measure the default quota.
-		"--set-json", "rateLimits="+unlimited,
+		"--set-json", "rateLimits=" + unlimited,
 		"--wait", "--timeout", kubeWait.String()}
 	k.helm(append(args, extra...)...)
 	return k
