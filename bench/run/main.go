@@ -90,6 +90,7 @@ type bench struct {
 	procs    []*exec.Cmd
 	rdb      *redis.Client
 	redis    string
+	svcPid   int // the payments-svc process the scenarios load
 }
 
 func (b *bench) cleanup() {
@@ -131,6 +132,7 @@ func (b *bench) run(memN int) error {
 	if err != nil {
 		return err
 	}
+	b.svcPid = b.procs[len(b.procs)-1].Process.Pid
 	noopL, err := b.startServer(filepath.Join(b.tmp, "noop"), "grpc server listening")
 	if err != nil {
 		return err
@@ -194,10 +196,12 @@ func (b *bench) run(memN int) error {
 			if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
 				return err
 			}
+			cpu0 := procCPU(b.svcPid)
 			s, err := b.ghz(run, svc, c, b.duration)
 			if err != nil {
 				return err
 			}
+			s.serverCPU = procCPU(b.svcPid) - cpu0
 			cmds, err := redisCommands(b.rdb)
 			if err != nil {
 				return err
@@ -213,10 +217,12 @@ func (b *bench) run(memN int) error {
 				if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
 					return err
 				}
+				cpu0 := procCPU(b.svcPid)
 				h, err := b.httpMix(api, fmt.Sprintf("http-c%d", c), c, b.duration)
 				if err != nil {
 					return err
 				}
+				h.serverCPU = procCPU(b.svcPid) - cpu0
 				if h.redisCmds, err = redisCommands(b.rdb); err != nil {
 					return err
 				}
@@ -252,15 +258,18 @@ func (b *bench) run(memN int) error {
 	fmt.Printf("POST %s over HTTP/1.1 with vegeta %s as a library, closed loop: rate 0 (as fast as answered) with exactly\n", "/v1/payments", vegetaVersion())
 	fmt.Println("`concurrency` workers, each on its own keep-alive connection, the same payload and 90/10 key mix as ghz.")
 	fmt.Println()
-	fmt.Println("| concurrency | gRPC rps | JSON API rps | rps ratio | gRPC p50 ms | JSON API p50 ms | gRPC p99 ms | JSON API p99 ms | p99 ratio | JSON API replays |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| concurrency | gRPC rps | JSON API rps | rps ratio | gRPC p50 ms | JSON API p50 ms | gRPC p99 ms | JSON API p99 ms | p99 ratio | server CPU µs/call gRPC | JSON API | CPU ratio | JSON API errors | JSON API replays |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range b.conc {
 		g, h := results[scenarios[0].name][c].svc, httpResults[c]
-		fmt.Printf("| %d | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f%% |\n", c, g.Rps, h.Rps, h.Rps/g.Rps,
-			g.pct(50), h.pct(50), g.pct(99), h.pct(99), h.pct(99)/g.pct(99), 100*float64(h.replays)/float64(max(len(h.ok), 1)))
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %d | %.1f%% |\n", c, g.Rps, h.Rps, h.Rps/g.Rps,
+			g.pct(50), h.pct(50), g.pct(99), h.pct(99), h.pct(99)/g.pct(99),
+			g.cpuPerCall(), h.cpuPerCall(), h.cpuPerCall()/g.cpuPerCall(), h.errors(), 100*float64(h.replays)/float64(max(len(h.ok), 1)))
 	}
 	fmt.Println()
 	fmt.Println("JSON API replays are the 201s that carried Idempotent-Replayed: true, of all 201s; the mix asks for 10%.")
+	fmt.Println("Server CPU per call is the payments-svc process's user+system time over the run (/proc, 10 ms ticks) divided")
+	fmt.Println("by the calls: the load generators share the cores, so rps mostly prices the client; CPU per call prices the server.")
 	fmt.Println()
 
 	if err := b.experiments(); err != nil {
@@ -525,9 +534,11 @@ type loadReport struct {
 
 	ok      []time.Duration // latencies of the successful calls, sorted
 	replays int             // successful calls answered as replays (JSON API only)
-	errs    int             // failed calls, less those ghz cut itself
-	cut     int             // calls in flight when ghz closed its connection
-	byCode  map[string]int
+	// serverCPU is the CPU time the loaded server spent during the run.
+	serverCPU time.Duration
+	errs      int // failed calls, less those ghz cut itself
+	cut       int // calls in flight when ghz closed its connection
+	byCode    map[string]int
 }
 
 // summarise sorts out ghz's details. At the end of a --duration run ghz
@@ -561,6 +572,37 @@ func (r *loadReport) pct(p int) float64 {
 }
 
 func (r *loadReport) errors() int { return r.errs }
+
+// cpuPerCall is the server's CPU time per call, in microseconds.
+func (r *loadReport) cpuPerCall() float64 {
+	if r.Count == 0 {
+		return 0
+	}
+	return float64(r.serverCPU) / float64(time.Microsecond) / float64(r.Count)
+}
+
+// procCPU is the user plus system time of process pid so far, from
+// /proc/pid/stat, or 0 where there is no /proc. Linux reports it in clock
+// ticks of USER_HZ, which is 100 on every architecture Go supports.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are plain.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	// utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
 
 // perCall is the Redis commands per call, by name ("-" for the no-op).
 // Health pings (one a second) are included and negligible.
