@@ -1,8 +1,9 @@
 // Command run is the benchmark driver behind `make bench`. In one run it
 // starts a real redis-server, the real payments-svc binary and the no-op gRPC
 // server (bench/noop), loads both servers with the same ghz commands at
-// several concurrencies, measures the Redis floor with redis-benchmark, and
-// measures Redis memory per stored payment. It prints Markdown tables and the
+// several concurrencies, loads the service's JSON API (POST /v1/payments)
+// with the same mix through vegeta, measures the Redis floor with
+// redis-benchmark, and measures Redis memory per stored payment. It prints Markdown tables and the
 // ratios of the service to the gRPC floor. It is never part of pass/fail.
 package main
 
@@ -18,9 +19,11 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +32,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -86,6 +90,7 @@ type bench struct {
 	procs    []*exec.Cmd
 	rdb      *redis.Client
 	redis    string
+	svcPid   int // the payments-svc process the scenarios load
 }
 
 func (b *bench) cleanup() {
@@ -121,16 +126,18 @@ func (b *bench) run(memN int) error {
 	if err := b.startRedis(); err != nil {
 		return err
 	}
-	svc, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
+	svcL, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
 		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
 		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_RATE_LIMITS="+unlimited, "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
 	if err != nil {
 		return err
 	}
-	noop, err := b.startServer(filepath.Join(b.tmp, "noop"), "grpc server listening")
+	b.svcPid = b.procs[len(b.procs)-1].Process.Pid
+	noopL, err := b.startServer(filepath.Join(b.tmp, "noop"), "grpc server listening")
 	if err != nil {
 		return err
 	}
+	svc, noop, api := svcL.grpc, noopL.grpc, "http://"+svcL.http+"/v1/payments"
 	ids, err := seed(svc)
 	if err != nil {
 		return err
@@ -153,14 +160,20 @@ func (b *bench) run(memN int) error {
 			return err
 		}
 	}
+	if _, err := b.httpMix(api, "http-warm", 16, time.Second); err != nil {
+		return err
+	}
 
 	scenarios := []scenario{
 		{name: "RequestPayment 90% new / 10% replay", method: "RequestPayment", data: ""},
 		{name: "RequestPayment replay only", method: "RequestPayment", data: `{"amount_minor":1250,"currency":"EUR","order_id":"bench-order","idempotency_key":"seed-{{mod .RequestNumber 1000}}"}`},
 		{name: "GetPayment", method: "GetPayment", data: string(getData)},
 	}
-	type pair struct{ svc, noop *ghzReport }
+	type pair struct{ svc, noop *loadReport }
 	results := map[string]map[int]pair{}
+	// The JSON API's run of the mix, by concurrency, against the same
+	// server right after its gRPC run.
+	httpResults := map[int]*loadReport{}
 	for _, sc := range scenarios {
 		results[sc.name] = map[int]pair{}
 		fmt.Printf("## %s\n\n", sc.name)
@@ -183,20 +196,40 @@ func (b *bench) run(memN int) error {
 			if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
 				return err
 			}
+			cpu0 := procCPU(b.svcPid)
 			s, err := b.ghz(run, svc, c, b.duration)
 			if err != nil {
 				return err
 			}
+			s.serverCPU = procCPU(b.svcPid) - cpu0
 			cmds, err := redisCommands(b.rdb)
 			if err != nil {
 				return err
 			}
 			s.redisCmds = cmds
 			results[sc.name][c] = pair{s, n}
-			for _, row := range []struct {
+			type row struct {
 				name string
-				r    *ghzReport
-			}{{"payments-svc", s}, {"no-op", n}} {
+				r    *loadReport
+			}
+			rows := []row{{"payments-svc", s}, {"no-op", n}}
+			if run.name == scenarios[0].name {
+				if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
+					return err
+				}
+				cpu0 := procCPU(b.svcPid)
+				h, err := b.httpMix(api, fmt.Sprintf("http-c%d", c), c, b.duration)
+				if err != nil {
+					return err
+				}
+				h.serverCPU = procCPU(b.svcPid) - cpu0
+				if h.redisCmds, err = redisCommands(b.rdb); err != nil {
+					return err
+				}
+				httpResults[c] = h
+				rows = slices.Insert(rows, 1, row{"payments-svc JSON API", h})
+			}
+			for _, row := range rows {
 				fmt.Printf("| %d | %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %s |\n", c, row.name, row.r.Count,
 					row.r.errors(), row.r.Rps, row.r.pct(50), row.r.pct(95), row.r.pct(99), row.r.perCall())
 			}
@@ -219,6 +252,24 @@ func (b *bench) run(memN int) error {
 	}
 	fmt.Println()
 	fmt.Println("Targets at concurrency 64 for RequestPayment (mix): rps ratio >= 0.50, p99 ratio < 3.")
+	fmt.Println()
+	fmt.Println("## The JSON API beside gRPC (RequestPayment mix, HTTP ÷ gRPC on the same server)")
+	fmt.Println()
+	fmt.Printf("POST %s over HTTP/1.1 with vegeta %s as a library, closed loop: rate 0 (as fast as answered) with exactly\n", "/v1/payments", vegetaVersion())
+	fmt.Println("`concurrency` workers, each on its own keep-alive connection, the same payload and 90/10 key mix as ghz.")
+	fmt.Println()
+	fmt.Println("| concurrency | gRPC rps | JSON API rps | rps ratio | gRPC p50 ms | JSON API p50 ms | gRPC p99 ms | JSON API p99 ms | p99 ratio | server CPU µs/call gRPC | JSON API | CPU ratio | JSON API errors | JSON API replays |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, c := range b.conc {
+		g, h := results[scenarios[0].name][c].svc, httpResults[c]
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %d | %.1f%% |\n", c, g.Rps, h.Rps, h.Rps/g.Rps,
+			g.pct(50), h.pct(50), g.pct(99), h.pct(99), h.pct(99)/g.pct(99),
+			g.cpuPerCall(), h.cpuPerCall(), h.cpuPerCall()/g.cpuPerCall(), h.errors(), 100*float64(h.replays)/float64(max(len(h.ok), 1)))
+	}
+	fmt.Println()
+	fmt.Println("JSON API replays are the 201s that carried Idempotent-Replayed: true, of all 201s; the mix asks for 10%.")
+	fmt.Println("Server CPU per call is the payments-svc process's user+system time over the run (/proc, 10 ms ticks) divided")
+	fmt.Println("by the calls: the load generators share the cores, so rps mostly prices the client; CPU per call prices the server.")
 	fmt.Println()
 
 	if err := b.experiments(); err != nil {
@@ -351,46 +402,53 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
+// listeners are the addresses a server logged as bound.
+type listeners struct{ grpc, http string }
+
 // startServer runs a server binary, waits for the log line readyMsg and
-// returns the address from its "grpc server listening" line. The rest of its
+// returns the addresses from its "grpc server listening" and "http server
+// listening" lines (the no-op server has no HTTP port). The rest of its
 // output is drained and discarded, as a container runtime would ship it.
-func (b *bench) startServer(bin, readyMsg string, env ...string) (string, error) {
+func (b *bench) startServer(bin, readyMsg string, env ...string) (listeners, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", err
+		return listeners{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return listeners{}, err
 	}
 	b.procs = append(b.procs, cmd)
 	type line struct{ Msg, Addr string }
-	ready := make(chan string, 1)
+	ready := make(chan listeners, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
-		var addr string
+		var ls listeners
 		for sc.Scan() {
 			var l line
 			if json.Unmarshal(sc.Bytes(), &l) != nil {
 				continue
 			}
-			if l.Msg == "grpc server listening" {
-				addr = l.Addr
+			switch l.Msg {
+			case "grpc server listening":
+				ls.grpc = l.Addr
+			case "http server listening":
+				ls.http = l.Addr
 			}
 			if l.Msg == readyMsg {
-				ready <- addr
+				ready <- ls
 				break
 			}
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
 	select {
-	case addr := <-ready:
-		return addr, nil
+	case ls := <-ready:
+		return ls, nil
 	case <-time.After(20 * time.Second):
-		return "", fmt.Errorf("%s: no %q log line within 20s", bin, readyMsg)
+		return listeners{}, fmt.Errorf("%s: no %q log line within 20s", bin, readyMsg)
 	}
 }
 
@@ -463,7 +521,7 @@ type scenario struct {
 	data   string
 }
 
-type ghzReport struct {
+type loadReport struct {
 	Count   uint64  `json:"count"`
 	Rps     float64 `json:"rps"`
 	Details []struct {
@@ -474,16 +532,19 @@ type ghzReport struct {
 
 	redisCmds map[string]int64 // Redis commands run during the run, by name
 
-	ok     []time.Duration // latencies of the successful calls, sorted
-	errs   int             // failed calls, less those ghz cut itself
-	cut    int             // calls in flight when ghz closed its connection
-	byCode map[string]int
+	ok      []time.Duration // latencies of the successful calls, sorted
+	replays int             // successful calls answered as replays (JSON API only)
+	// serverCPU is the CPU time the loaded server spent during the run.
+	serverCPU time.Duration
+	errs      int // failed calls, less those ghz cut itself
+	cut       int // calls in flight when ghz closed its connection
+	byCode    map[string]int
 }
 
 // summarise sorts out ghz's details. At the end of a --duration run ghz
 // closes its connection under the calls still in flight (at most the
 // concurrency); those are its own artefact, not server errors.
-func (r *ghzReport) summarise() {
+func (r *loadReport) summarise() {
 	r.byCode = map[string]int{}
 	for _, d := range r.Details {
 		switch {
@@ -501,7 +562,7 @@ func (r *ghzReport) summarise() {
 }
 
 // pct is the latency of successful calls at percentile p, in milliseconds.
-func (r *ghzReport) pct(p int) float64 {
+func (r *loadReport) pct(p int) float64 {
 	if len(r.ok) == 0 {
 		return 0
 	}
@@ -510,11 +571,42 @@ func (r *ghzReport) pct(p int) float64 {
 	return float64(r.ok[i]) / float64(time.Millisecond)
 }
 
-func (r *ghzReport) errors() int { return r.errs }
+func (r *loadReport) errors() int { return r.errs }
+
+// cpuPerCall is the server's CPU time per call, in microseconds.
+func (r *loadReport) cpuPerCall() float64 {
+	if r.Count == 0 {
+		return 0
+	}
+	return float64(r.serverCPU) / float64(time.Microsecond) / float64(r.Count)
+}
+
+// procCPU is the user plus system time of process pid so far, from
+// /proc/pid/stat, or 0 where there is no /proc. Linux reports it in clock
+// ticks of USER_HZ, which is 100 on every architecture Go supports.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are plain.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	// utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
 
 // perCall is the Redis commands per call, by name ("-" for the no-op).
 // Health pings (one a second) are included and negligible.
-func (r *ghzReport) perCall() string {
+func (r *loadReport) perCall() string {
 	if r.redisCmds == nil || r.Count == 0 {
 		return "-"
 	}
@@ -549,7 +641,7 @@ func redisCommands(c *redis.Client) (map[string]int64, error) {
 	return out, nil
 }
 
-func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*ghzReport, error) {
+func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*loadReport, error) {
 	args := []string{"run", ghz,
 		"--insecure",
 		"--proto", filepath.Join(b.root, "proto/payments/v1/payments.proto"),
@@ -571,7 +663,7 @@ func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*ghzRepor
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("ghz %s c=%d on %s: %w\n%s", sc.name, c, addr, err, stderr.String())
 	}
-	var r ghzReport
+	var r loadReport
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 		return nil, fmt.Errorf("ghz output: %w", err)
 	}
@@ -580,6 +672,76 @@ func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*ghzRepor
 		fmt.Fprintf(os.Stderr, "bench: %s c=%d on %s: failed calls by code %v\n", sc.name, c, addr, r.byCode)
 	}
 	return &r, nil
+}
+
+// vegetaVersion is the vegeta this driver was built with, as go.mod pins
+// it: vegeta is a library here, not a tool run at a version of its own.
+func vegetaVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/tsenart/vegeta/v12" {
+				return m.Version
+			}
+		}
+	}
+	return "(unknown version)"
+}
+
+// httpMix loads POST /v1/payments at url with the 90/10 mix of mixData for
+// d, closed loop at concurrency c, the way ghz loads gRPC. vegeta's rate 0
+// paces nothing: its pacer hands a tick to whichever of the c workers is
+// free, and with workers == max-workers it never adds one, so exactly c
+// requests are in flight at any time. Keys are built per request: a fresh
+// one for a new payment, and for one request in ten a seeded key with the
+// seed's identical body, which is a replay.
+func (b *bench) httpMix(url, run string, c int, d time.Duration) (*loadReport, error) {
+	// The payload ghz sends and seed stored, in the gateway's protojson form.
+	body := []byte(`{"amountMinor":"1250","currency":"EUR","orderId":"bench-order"}`)
+	var n atomic.Uint64
+	targeter := func(tgt *vegeta.Target) error {
+		i := n.Add(1) - 1
+		key := run + "-" + strconv.FormatUint(i, 10)
+		if i%10 == 0 {
+			key = "seed-" + strconv.FormatUint(i%seeds, 10)
+		}
+		*tgt = vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: http.Header{
+			"Content-Type":    {"application/json"},
+			"Authorization":   {"Bearer " + auth.DevKey},
+			"Idempotency-Key": {key},
+		}}
+		return nil
+	}
+	atk := vegeta.NewAttacker(
+		vegeta.Workers(uint64(c)), vegeta.MaxWorkers(uint64(c)),
+		vegeta.Connections(c), vegeta.MaxConnections(c),
+		vegeta.Timeout(10*time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true),
+	)
+	r := &loadReport{byCode: map[string]int{}}
+	start := time.Now()
+	for res := range atk.Attack(targeter, vegeta.ConstantPacer{}, d, run) {
+		r.Count++
+		switch {
+		case res.Code == http.StatusCreated:
+			r.ok = append(r.ok, res.Latency)
+			if res.Headers.Get("Idempotent-Replayed") == "true" {
+				r.replays++
+			}
+		case res.Code != 0:
+			r.errs++
+			r.byCode[strconv.Itoa(int(res.Code))]++
+		default:
+			r.errs++
+			r.byCode[res.Error]++
+		}
+	}
+	// Like ghz's rps: every request over the whole run, including the
+	// tail in which the last requests finish.
+	r.Rps = float64(r.Count) / time.Since(start).Seconds()
+	slices.Sort(r.ok)
+	if r.errs > 0 {
+		fmt.Fprintf(os.Stderr, "bench: JSON API %s c=%d: failed requests by status %v\n", run, c, r.byCode)
+	}
+	return r, nil
 }
 
 // redisFloor runs redis-benchmark against the same Redis: EVALSHA of a

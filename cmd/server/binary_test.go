@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -271,5 +272,77 @@ func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
 	}
 	if got := len(stored); got != 2*inFlight {
 		t.Errorf("Redis holds %d payment keys after shutdown, want %d (every in-flight payment stored): %v", got, 2*inFlight, stored)
+	}
+}
+
+// TestBinaryJSONAPIConcurrentRetries posts one Idempotency-Key five times at
+// once to the real binary's public port: the gateway's in-process hop must
+// keep the store's guarantee, one creation and four replays of the same
+// answer.
+func TestBinaryJSONAPIConcurrentRetries(t *testing.T) {
+	const calls = 5
+	mr := miniredis.RunT(t)
+	p := startBinary(t, "PAYMENTS_REDIS_ADDRS="+mr.Addr())
+	httpAddr := p.WaitLog("http server listening", logWait)["addr"].(string)
+	p.WaitLog("redis reachable: serving", logWait)
+
+	type answer struct {
+		status   int
+		replayed string
+		location string
+		body     string
+		err      error
+	}
+	post := func() answer {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/v1/payments",
+			strings.NewReader(`{"amountMinor":"1234","currency":"USD","orderId":"order-1"}`))
+		if err != nil {
+			return answer{err: err}
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+auth.DevKey)
+		req.Header.Set("Idempotency-Key", `"binary-concurrent-1"`)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return answer{err: err}
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), resp.Header.Get("Location"), string(body), err}
+	}
+
+	answers := make([]answer, calls)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() { <-start; answers[i] = post() })
+	}
+	close(start)
+	wg.Wait()
+
+	var created, replayed int
+	for i, a := range answers {
+		if a.err != nil || a.status != http.StatusCreated {
+			t.Fatalf("POST %d: status %d, err %v, body %s; want 201", i, a.status, a.err, a.body)
+		}
+		switch a.replayed {
+		case "":
+			created++
+		case "true":
+			replayed++
+		default:
+			t.Errorf("POST %d: Idempotent-Replayed %q, want absent or \"true\"", i, a.replayed)
+		}
+		if a.body != answers[0].body || a.location != answers[0].location {
+			t.Errorf("POST %d: Location %s body %s, want the same as POST 0: %s %s", i, a.location, a.body, answers[0].location, answers[0].body)
+		}
+	}
+	if created != 1 || replayed != calls-1 {
+		t.Errorf("got %d creations and %d replays, want 1 and %d", created, replayed, calls-1)
+	}
+	if !strings.HasPrefix(answers[0].location, "/v1/payments/pay_") || !strings.Contains(answers[0].body, strings.TrimPrefix(answers[0].location, "/v1/payments/")) {
+		t.Errorf("Location %q, body %s: want /v1/payments/{the body's paymentId}", answers[0].location, answers[0].body)
 	}
 }
