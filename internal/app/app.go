@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		stopRedis()
 		return nil, fmt.Errorf("json api connection: %w", err)
 	}
-	api, err := httptransport.NewAPI(apiConn)
+	api, err := httptransport.NewAPI(ctx, apiConn)
 	if err != nil {
 		_ = apiConn.Close()
 		stopRedis()

@@ -106,7 +106,7 @@ func (r apiResult) created() (*paymentsv1.RequestPaymentResponse, error) {
 	}
 	var resp paymentsv1.RequestPaymentResponse
 	if err := protojson.Unmarshal(r.body, &resp); err != nil {
-		return nil, fmt.Errorf("body %s: %v", r.body, err)
+		return nil, fmt.Errorf("body %s: %w", r.body, err)
 	}
 	if want := "/v1/payments/" + resp.GetPaymentId(); r.location != want {
 		return nil, fmt.Errorf("Location %q, want %q", r.location, want)

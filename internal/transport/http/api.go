@@ -57,7 +57,7 @@ func OpenAPI() []byte { return bytes.Clone(openAPIDoc) }
 // to this process's own gRPC server: every call runs the same interceptors
 // (authentication, quotas, validation, error mapping, the log line) as a
 // gRPC client's.
-func NewAPI(conn *grpc.ClientConn) (http.Handler, error) {
+func NewAPI(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{},
@@ -82,7 +82,7 @@ func NewAPI(conn *grpc.ClientConn) (http.Handler, error) {
 			writeAPIProblem(w, r, code, "not-found", "no such route", nil)
 		}),
 	)
-	if err := paymentsv1.RegisterPaymentServiceHandler(context.Background(), gw, conn); err != nil {
+	if err := paymentsv1.RegisterPaymentServiceHandler(ctx, gw, conn); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -200,13 +200,14 @@ func parseIdempotencyKey(values []string) (string, bool) {
 		var b strings.Builder
 		for i := 1; i < len(v)-1; i++ {
 			c := v[i]
-			if c == '\\' {
+			switch c {
+			case '\\':
 				i++
 				if i == len(v)-1 || (v[i] != '"' && v[i] != '\\') {
 					return "", false
 				}
 				c = v[i]
-			} else if c == '"' {
+			case '"':
 				return "", false
 			}
 			b.WriteByte(c)

@@ -93,7 +93,7 @@ func startAPI(t *testing.T, o apiOpts) *apiEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	api, err := NewAPI(conn)
+	api, err := NewAPI(context.Background(), conn)
 	if err != nil {
 		t.Fatal(err)
 	}
