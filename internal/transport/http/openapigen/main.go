@@ -221,9 +221,14 @@ func decorateSchemas(s openapi3.Schemas) error {
 	}
 
 	req := s["RequestPaymentRequest"].Value
-	req.Description = "A payment to create. Members use the lowerCamelCase names shown; the proto's snake_case names " +
-		"(amount_minor, order_id, …) are accepted too. Unknown members are refused with 400 invalid-json."
+	req.Description = "A payment to create. Unknown members are refused with 400 invalid-json. The server also accepts " +
+		"the proto's snake_case names (amount_minor, order_id, …), which this schema leaves out so that each member has one name."
 	req.Required = []string{"amountMinor", "currency", "orderId"}
+	// The server refuses unknown members; saying so lets a validating
+	// client catch a typo before sending. The snake_case aliases stay out,
+	// so generated clients have one name per member.
+	closed := false
+	req.AdditionalProperties = openapi3.AdditionalProperties{Has: &closed}
 	req.Properties["amountMinor"].Value.Description = "Amount in minor units (cents for USD), 1 to " +
 		strconv.Itoa(payments.MaxAmountMinor) + ", as a decimal string (protojson also accepts a JSON number here)."
 	req.Properties["currency"].Value.Description = "ISO 4217 alphabetic code in upper case, such as USD or EUR."
