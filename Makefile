@@ -46,25 +46,42 @@ build: ## build bin/payments-svc
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/payments-svc ./cmd/server
 
 .PHONY: proto
-proto: ## regenerate the Go code in proto/ from the .proto files
+proto: ## regenerate the Go code in proto/ and the OpenAPI v2 file in api/ from the .proto files
 	$(BUF) generate
+
+OPENAPI_V2 := api/payments/v1/payments.swagger.json
+OPENAPI    := internal/transport/http/openapi.json
+
+.PHONY: openapi
+openapi: proto ## regenerate the OpenAPI v2 file in api/ and, from it, the served OpenAPI 3 document internal/transport/http/openapi.json
+	go run ./internal/transport/http/openapigen -in $(OPENAPI_V2) -out $(OPENAPI)
 
 .PHONY: fmt
 fmt: ## format the Go code
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: lint
-lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code, actionlint
+lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code (proto/, api/, the OpenAPI 3 document), actionlint
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 	$(GOLANGCI_LINT) run ./...
 	$(BUF) lint
+	@# Generate proto/ and api/ afresh into a temporary directory, run the
+	@# OpenAPI 3 generator on that fresh api/, and diff all three against the
+	@# tree. `|| true` keeps pipefail from exiting before the hint is printed.
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  $(BUF) generate -o "$$tmp"; \
 	  if ! diff -r -q -x '*.proto' -x '*.yaml' "$$tmp/proto" proto >/dev/null; then \
-	    diff -r -x '*.proto' -x '*.yaml' "$$tmp/proto" proto | head -40; \
-	    echo "generated code in proto/ is stale: run 'make proto' and commit"; exit 1; fi
+	    diff -r -x '*.proto' -x '*.yaml' "$$tmp/proto" proto | head -40 || true; \
+	    echo "generated code in proto/ is stale: run 'make proto' and commit"; exit 1; fi; \
+	  if ! diff -r -q "$$tmp/api" api >/dev/null; then \
+	    diff -r "$$tmp/api" api | head -40 || true; \
+	    echo "the OpenAPI v2 file in api/ is stale: run 'make openapi' and commit"; exit 1; fi; \
+	  go run ./internal/transport/http/openapigen -in "$$tmp/$(OPENAPI_V2)" -out "$$tmp/openapi.json"; \
+	  if ! diff -q "$$tmp/openapi.json" $(OPENAPI) >/dev/null; then \
+	    diff -u $(OPENAPI) "$$tmp/openapi.json" | head -40 || true; \
+	    echo "$(OPENAPI) is stale: run 'make openapi' and commit"; exit 1; fi
 	@if compgen -G '.github/workflows/*.yml' >/dev/null; then $(ACTIONLINT); fi
 	$(MAKE) --no-print-directory chart-lint manifests-check
 

@@ -47,6 +47,10 @@ const MaxAPIBodyBytes = 64 << 10
 // unfamiliar type can read what it means.
 const ProblemBase = "https://github.com/payments-svc/payments-svc/blob/main/ARCHITECTURE.md#problem-"
 
+// openapi.json is generated from the proto's OpenAPI v2 file; `make openapi`
+// also regenerates that file first.
+//
+//go:generate go run ./openapigen -in ../../../api/payments/v1/payments.swagger.json -out openapi.json
 //go:embed openapi.json
 var openAPIDoc []byte
 
