@@ -1,9 +1,10 @@
 // Package httptransport owns the HTTP planes of payments-svc: the public one,
-// which is the provider webhook intake and nothing else, and the private
-// admin one, which serves the Prometheus scrape, the liveness and readiness
-// probes and, when enabled, pprof. Both share the access log. Webhook checks
-// run in a fixed order: method, content type, size, signature on the raw
-// bytes, then JSON, then Redis.
+// which is the provider webhook intake and the JSON API (grpc-gateway in
+// front of the gRPC server, the Idempotency-Key rules, problem+json and the
+// OpenAPI document), and the private admin one, which serves the Prometheus
+// scrape, the liveness and readiness probes and, when enabled, pprof. Both
+// share the access log. Webhook checks run in a fixed order: method, content
+// type, size, signature on the raw bytes, then JSON, then Redis.
 package httptransport
 
 import (
