@@ -106,6 +106,7 @@ func TestMerchantsShareNothing(t *testing.T) {
 		t.Fatalf("both merchants got payment %s, want one each", ids["m_a"])
 	}
 	checkPaymentCount(t, rs.client(t), 2)
+	checkNoPartialRecords(t, rs.client(t))
 
 	for reader, owner := range map[string]string{"m_a": "m_b", "m_b": "m_a"} {
 		for i, c := range clients[reader] {

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -116,12 +115,14 @@ func checkNoPartialRecords(t *testing.T, c redis.UniversalClient) {
 		}
 	}
 	for _, k := range scanKeys(t, c, paymentPattern) {
-		ik, err := c.HGet(ctx, k, "ik").Result()
+		f, err := c.HMGet(ctx, k, "mer", "ik").Result()
 		if err != nil {
-			t.Errorf("payment %s: HGET ik: %v", k, err)
+			t.Errorf("payment %s: HMGET mer ik: %v", k, err)
 			continue
 		}
-		if n, err := c.Exists(ctx, storage.IdempotencyKey(auth.DevMerchant, ik)).Result(); err != nil || n != 1 {
+		mer, _ := f[0].(string)
+		ik, _ := f[1].(string)
+		if n, err := c.Exists(ctx, storage.IdempotencyKey(mer, ik)).Result(); err != nil || n != 1 {
 			t.Errorf("payment %s has no idempotency record: EXISTS = %d, %v; want 1 (partial record)", k, n, err)
 		}
 	}
