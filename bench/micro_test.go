@@ -16,14 +16,18 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -242,4 +246,77 @@ func benchCreates(b *testing.B, c paymentsv1.PaymentServiceClient, seedKey strin
 			}
 		}
 	})
+}
+
+// BenchmarkTracing prices tracing on the gRPC create path (new keys, one
+// caller, miniredis): off as shipped without OTEL_EXPORTER_OTLP_ENDPOINT,
+// and with the app's instrumentation (otelgrpc, redisotel with script
+// names, trace ids on log lines) into a provider sampling 1 % and 100 %
+// of root spans, batching into an exporter that discards them.
+func BenchmarkTracing(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		sampler sdktrace.Sampler // nil: tracing off
+	}{
+		{"off", nil},
+		{"ratio=0.01", sdktrace.TraceIDRatioBased(0.01)},
+		{"ratio=1", sdktrace.AlwaysSample()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var tp *sdktrace.TracerProvider
+			if tc.sampler != nil {
+				tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}), sdktrace.WithSampler(sdktrace.ParentBased(tc.sampler)))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			}
+			c := serveTraced(b, miniredis.RunT(b).Addr(), tp)
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := c.RequestPayment(ctx, payRequest(fmt.Sprintf("new-%d", keySeq.Add(1)))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// discardExporter drops every span, so the benchmark prices recording and
+// batching, not a collector.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// serveTraced is serve wired as internal/app wires tracing when tp is set.
+func serveTraced(b *testing.B, redisAddr string, tp *sdktrace.TracerProvider) paymentsv1.PaymentServiceClient {
+	b.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
+	b.Cleanup(func() { rdb.Close() })
+	logh := telemetry.LogHandler(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var sh stats.Handler
+	if tp != nil {
+		if err := storage.InstrumentTracing(rdb, tp); err != nil {
+			b.Fatal(err)
+		}
+		sh = otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(telemetry.Propagator()))
+	}
+	srv := grpctransport.NewServer(grpctransport.ServerConfig{
+		Logger:        slog.New(logh),
+		Service:       grpctransport.NewService(storage.New(rdb, storage.Options{IdempotencyTTL: 24 * time.Hour}), alwaysReady{}, nil, nil),
+		Health:        health.NewServer(),
+		MaxRecvBytes:  65536,
+		Authenticator: auth.NewAuthenticator(auth.DevKeys()),
+		StatsHandler:  sh,
+	})
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.Bearer(auth.DevKey)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return paymentsv1.NewPaymentServiceClient(conn)
 }

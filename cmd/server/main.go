@@ -19,6 +19,7 @@ import (
 
 	"github.com/payments-svc/payments-svc/internal/app"
 	"github.com/payments-svc/payments-svc/internal/auth"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 )
 
@@ -77,7 +78,8 @@ func serve(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).
+	// Lines written inside a traced call carry its trace_id and span_id.
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))).
 		With(slog.String("service", "payments-svc"), slog.String("version", version))
 	if err := app.UnknownVariables(); err != nil {
 		log.Warn("ignoring unknown configuration", slog.String("error", err.Error()))

@@ -16,17 +16,20 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/metrics"
 	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	httptransport "github.com/payments-svc/payments-svc/internal/transport/http"
@@ -56,7 +59,7 @@ type App struct {
 	adminSrv  *http.Server
 	health    *health.Server
 	monitor   *monitor
-	stopRedis func()
+	stopRedis func() // with tracing on, also flushes and stops the tracer provider
 }
 
 // New builds the service and binds its listeners, so the addresses are known
@@ -67,10 +70,34 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Tracing is configured by the standard OTEL_* variables alone; with no
+	// exporter endpoint it is off and nothing below is instrumented.
+	tracing, err := telemetry.Setup(ctx, log)
+	if err != nil {
+		return nil, err
+	}
 	redis.SetLogger(redisLogger{log: log})
 	client, stopRedis, err := newRedisClient(cfg, log)
 	if err != nil {
+		_ = tracing.Shutdown(ctx)
 		return nil, err
+	}
+	if stop := stopRedis; tracing.Enabled() {
+		// Every exit below, and Run after the drain, calls stopRedis: it
+		// stops the tracer provider too.
+		stopRedis = func() {
+			stop()
+			// Last, so the spans of the drain are flushed too.
+			sctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+			defer cancel()
+			if err := tracing.Shutdown(sctx); err != nil {
+				log.Warn("traces not flushed", slog.String("error", err.Error()))
+			}
+		}
+		if err := storage.InstrumentTracing(client, tracing.TracerProvider()); err != nil {
+			stopRedis()
+			return nil, err
+		}
 	}
 	client.AddHook(m.RedisHook())
 	if cc, ok := client.(*redis.ClusterClient); ok {
@@ -118,17 +145,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		MaxRecvBytes:  cfg.GRPCMaxRecvBytes,
 		Authenticator: authn,
 		Observer:      m,
-		Interceptors:  []grpc.UnaryServerInterceptor{m.GRPC.UnaryServerInterceptor()},
+		Interceptors:  []grpc.UnaryServerInterceptor{m.GRPCInterceptor()},
 		Creds:         grpcCreds(tlsFiles),
+		StatsHandler:  serverTracing(tracing),
 	})
 	m.GRPC.InitializeMetrics(grpcSrv)
 
 	// The JSON API reaches the gRPC server through an in-memory connection,
 	// so each HTTP call passes the same interceptors as a gRPC call.
 	apiLis := bufconn.Listen(1 << 20)
-	apiConn, err := grpc.NewClient("passthrough:///payments-svc",
+	apiOpts := []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return apiLis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+	if tracing.Enabled() {
+		// The traceparent of the HTTP span crosses into the gRPC server span.
+		apiOpts = append(apiOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(tracing.TracerProvider()), otelgrpc.WithPropagators(telemetry.Propagator()))))
+	}
+	apiConn, err := grpc.NewClient("passthrough:///payments-svc", apiOpts...)
 	if err != nil {
 		stopRedis()
 		return nil, fmt.Errorf("json api connection: %w", err)
@@ -146,6 +181,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Verifier: webhook.NewVerifier(cfg.Webhook.keys(), cfg.Webhook.Tolerance, nil),
 		API:      api,
 		Observer: m,
+		// nil when tracing is off
+		TracerProvider: tracing.TracerProvider(),
+		Propagators:    telemetry.Propagator(),
 	}))
 	adminSrv := newHTTPServer(log, httptransport.NewAdminHandler(httptransport.AdminConfig{
 		Logger:   log,
@@ -218,6 +256,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		grpcSrv: grpcSrv, httpSrv: httpSrv, adminSrv: adminSrv,
 		health: hs, monitor: mon, stopRedis: stopRedis,
 	}, nil
+}
+
+// tracingFlushTimeout bounds the flush of queued spans at shutdown, after
+// the servers drained.
+const tracingFlushTimeout = 5 * time.Second
+
+// serverTracing is the gRPC server's span handler, or nil with tracing off.
+func serverTracing(t *telemetry.Tracing) stats.Handler {
+	if !t.Enabled() {
+		return nil
+	}
+	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.TracerProvider()), otelgrpc.WithPropagators(telemetry.Propagator()))
 }
 
 // GRPCAddr is the bound gRPC address.

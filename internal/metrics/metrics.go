@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 
 	"github.com/payments-svc/payments-svc/internal/payments"
 )
@@ -118,9 +120,26 @@ func New() *Metrics {
 	return m
 }
 
-// Handler serves the registry in the Prometheus exposition format.
+// Handler serves the registry in the Prometheus text format, or in the
+// OpenMetrics format to a scraper that asks for it, which is the one that
+// carries exemplars.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, EnableOpenMetrics: true})
+}
+
+// GRPCInterceptor is the gRPC server metrics interceptor, with the trace id
+// of a sampled call as the exemplar of its latency and count.
+func (m *Metrics) GRPCInterceptor() grpc.UnaryServerInterceptor {
+	return m.GRPC.UnaryServerInterceptor(grpcprom.WithExemplarFromContext(Exemplar))
+}
+
+// Exemplar returns the trace_id label of the sampled span in ctx, or nil
+// (no exemplar) outside one.
+func Exemplar(ctx context.Context) prometheus.Labels {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		return prometheus.Labels{"trace_id": sc.TraceID().String()}
+	}
+	return nil
 }
 
 // ObserveCall counts the idempotency outcome of a finished gRPC call.
@@ -140,9 +159,17 @@ func (m *Metrics) ObserveWebhook(outcome string) {
 	m.webhookEvents.WithLabelValues(outcome).Inc()
 }
 
-// ObserveHTTP records the latency of one HTTP request.
-func (m *Metrics) ObserveHTTP(route, method string, code int, seconds float64) {
-	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(seconds)
+// ObserveHTTP records the latency of one HTTP request, with the trace id as
+// exemplar when ctx holds a sampled span.
+func (m *Metrics) ObserveHTTP(ctx context.Context, route, method string, code int, seconds float64) {
+	o := m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code))
+	if eo, ok := o.(prometheus.ExemplarObserver); ok {
+		if ex := Exemplar(ctx); ex != nil {
+			eo.ObserveWithExemplar(seconds, ex)
+			return
+		}
+	}
+	o.Observe(seconds)
 }
 
 // ObserveRedisEvent counts one topology event, one of RedisEvents.

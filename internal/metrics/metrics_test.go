@@ -13,6 +13,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 
 	"github.com/payments-svc/payments-svc/internal/payments"
 )
@@ -35,7 +37,7 @@ func TestDomainCounters(t *testing.T) {
 		m.ObserveCall(ctx, "/payments.v1.PaymentService/RequestPayment", o)
 	}
 	m.ObserveWebhook("applied")
-	m.ObserveHTTP("/v1/webhooks/provider", "POST", 200, 0.002)
+	m.ObserveHTTP(context.Background(), "/v1/webhooks/provider", "POST", 200, 0.002)
 	m.ObserveReplicaAckShortfall()
 	m.ObserveRedisEvent("master_changed")
 	got := scrape(t, m)
@@ -114,4 +116,64 @@ func grep(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// scrapeOpenMetrics reads the exposition as a scraper asking for
+// OpenMetrics, the format that carries exemplars.
+func scrapeOpenMetrics(t *testing.T, m *Metrics) string {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, req)
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	return rec.Body.String()
+}
+
+// TestExemplars: a sampled call's trace id rides on the gRPC and HTTP
+// latency buckets as an exemplar; an unsampled or untraced one adds none.
+func TestExemplars(t *testing.T) {
+	t.Parallel()
+	m := New()
+	sampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x4b, 0xf9, 1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled,
+	}))
+	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x99, 2}, SpanID: trace.SpanID{2},
+	}))
+	if Exemplar(unsampled) != nil || Exemplar(context.Background()) != nil {
+		t.Fatal("exemplar without a sampled span")
+	}
+	info := &grpc.UnaryServerInfo{FullMethod: "/payments.v1.PaymentService/GetPayment"}
+	ok := func(context.Context, any) (any, error) { return "ok", nil }
+	for _, ctx := range []context.Context{sampled, unsampled} {
+		if _, err := m.GRPCInterceptor()(ctx, nil, info, ok); err != nil {
+			t.Fatal(err)
+		}
+		m.ObserveHTTP(ctx, "/v1/payments", "POST", 201, 0.003)
+	}
+	m.ObserveHTTP(context.Background(), "/v1/payments", "POST", 201, 0.004)
+
+	body := scrapeOpenMetrics(t, m)
+	want := `# {trace_id="` + trace.TraceID{0x4b, 0xf9, 1}.String() + `"}`
+	var grpcEx, httpEx int
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, trace.TraceID{0x99, 2}.String()) {
+			t.Fatalf("unsampled trace as exemplar: %s", l)
+		}
+		if !strings.Contains(l, want) {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l, "grpc_server_handling_seconds_bucket{"):
+			grpcEx++
+		case strings.HasPrefix(l, "http_request_duration_seconds_bucket{"):
+			httpEx++
+		}
+	}
+	if grpcEx != 1 || httpEx != 1 {
+		t.Fatalf("exemplars: grpc %d, http %d, want 1 each\n%s", grpcEx, httpEx, body)
+	}
 }

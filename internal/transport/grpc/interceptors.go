@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -91,12 +93,43 @@ func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 				attrs = append(attrs, slog.String("stack", string(pe.Stack)))
 			}
 		}
+		annotateSpan(ctx, rid, ci)
 		log.LogAttrs(ctx, levelFor(info.FullMethod, st.Code()), "rpc", attrs...)
 		if obs != nil {
 			obs.ObserveCall(ctx, info.FullMethod, ci.outcome)
 		}
 		return resp, err
 	}
+}
+
+// Span attributes of a PaymentService call. Only what the log line holds
+// goes on the span: never metadata values, keys or credentials.
+const (
+	AttrRequestID   = "payments.request_id"
+	AttrMerchantID  = "payments.merchant_id"
+	AttrPaymentID   = "payments.payment_id"
+	AttrIdempotency = "payments.idempotency.outcome"
+)
+
+// annotateSpan copies the request id and what the handler learned onto the
+// call's span (otelgrpc's server span), when one is recording.
+func annotateSpan(ctx context.Context, rid string, ci *callInfo) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, attribute.String(AttrRequestID, rid))
+	if ci.merchant != "" {
+		attrs = append(attrs, attribute.String(AttrMerchantID, ci.merchant))
+	}
+	if ci.paymentID != "" {
+		attrs = append(attrs, attribute.String(AttrPaymentID, ci.paymentID))
+	}
+	if ci.outcome != "" {
+		attrs = append(attrs, attribute.String(AttrIdempotency, string(ci.outcome)))
+	}
+	span.SetAttributes(attrs...)
 }
 
 // mapErrors turns the handler's error into the status the client sees (the

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -34,6 +35,10 @@ type ServerConfig struct {
 	Interceptors []grpc.UnaryServerInterceptor
 	// Creds, if set, secures the transport (TLS); nil serves plaintext.
 	Creds credentials.TransportCredentials
+	// StatsHandler, if set, sees every call from outside the interceptors:
+	// otelgrpc's server handler, which starts the call's span from the
+	// caller's traceparent so the interceptors and handlers run inside it.
+	StatsHandler stats.Handler
 }
 
 // NewServer builds the gRPC server with every service registered and the
@@ -52,6 +57,9 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	}
 	if cfg.Creds != nil {
 		opts = append(opts, grpc.Creds(cfg.Creds))
+	}
+	if cfg.StatsHandler != nil {
+		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
 	}
 	srv := grpc.NewServer(opts...)
 	paymentsv1.RegisterPaymentServiceServer(srv, cfg.Service)

@@ -17,6 +17,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,6 +27,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -34,6 +37,7 @@ import (
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -122,6 +126,9 @@ type opts struct {
 	ready      Readiness
 	reflection bool
 	limits     *ratelimit.Config // nil: unlimited
+	// tp, if set, traces the server (otelgrpc) and the Redis client
+	// (redisotel) into it, and the logger stamps trace ids.
+	tp trace.TracerProvider
 }
 
 func startOpts(t *testing.T, o opts) *env {
@@ -132,6 +139,11 @@ func startOpts(t *testing.T, o opts) *env {
 		e.mr = miniredis.RunT(t)
 		rc := redis.NewClient(&redis.Options{Addr: e.mr.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { rc.Close() })
+		if o.tp != nil {
+			if err := storage.InstrumentTracing(rc, o.tp); err != nil {
+				t.Fatal(err)
+			}
+		}
 		store = storage.New(rc, storage.Options{IdempotencyTTL: time.Hour})
 	}
 	var limiter Limiter
@@ -141,8 +153,15 @@ func startOpts(t *testing.T, o opts) *env {
 		limiter = ratelimit.New(rc, *o.limits)
 	}
 	hs := health.NewServer()
+	var logh slog.Handler = slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})
+	var sh stats.Handler
+	if o.tp != nil {
+		logh = telemetry.LogHandler(logh)
+		sh = otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(telemetry.Propagator()))
+	}
 	srv := NewServer(ServerConfig{
-		Logger:        slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		StatsHandler:  sh,
+		Logger:        slog.New(logh),
 		Service:       NewService(store, ready, limiter, func() time.Time { return fixedNow }),
 		Health:        hs,
 		Reflection:    reflection,

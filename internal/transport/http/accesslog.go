@@ -7,6 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/payments-svc/payments-svc/internal/requestid"
 )
 
@@ -114,14 +117,46 @@ func accessLog(log *slog.Logger, obs Observer, next http.Handler) http.Handler {
 		if note.err != nil {
 			attrs = append(attrs, slog.String("error", note.err.Error()))
 		}
+		annotateSpan(r.Context(), route, note)
 		log.LogAttrs(r.Context(), level, "http", attrs...)
 		if obs != nil {
-			obs.ObserveHTTP(route, r.Method, sw.status, elapsed.Seconds())
+			obs.ObserveHTTP(r.Context(), route, r.Method, sw.status, elapsed.Seconds())
 			if route == WebhookPath && note.outcome != "" {
 				obs.ObserveWebhook(note.outcome)
 			}
 		}
 	})
+}
+
+// Span attributes of a public request. The webhook id is the provider's
+// event id, which is not a secret; nothing else from the body or headers
+// goes on the span.
+const (
+	AttrRequestID      = "payments.request_id"
+	AttrWebhookOutcome = "payments.webhook.outcome"
+	AttrWebhookID      = "payments.webhook.id"
+	AttrPaymentID      = "payments.payment_id"
+)
+
+// annotateSpan copies the request id and the handler's note onto the
+// request's span (otelhttp's server span), when one is recording.
+func annotateSpan(ctx context.Context, route string, note *requestNote) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, attribute.String(AttrRequestID, note.requestID))
+	if route == WebhookPath && note.outcome != "" {
+		attrs = append(attrs, attribute.String(AttrWebhookOutcome, note.outcome))
+	}
+	if note.eventID != "" {
+		attrs = append(attrs, attribute.String(AttrWebhookID, note.eventID))
+	}
+	if note.paymentID != "" {
+		attrs = append(attrs, attribute.String(AttrPaymentID, note.paymentID))
+	}
+	span.SetAttributes(attrs...)
 }
 
 // routeOf names the route for logs and metric labels. Unknown paths share

@@ -17,11 +17,14 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -30,6 +33,7 @@ import (
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/ratelimit"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
@@ -56,11 +60,15 @@ var apiKeyB = func() string {
 type apiOpts struct {
 	limits *ratelimit.Config // nil: unlimited
 	store  grpctransport.Store
+	// tp, if set, traces the HTTP handler, the gateway's gRPC client and
+	// the gRPC server into it, as the app wires them.
+	tp trace.TracerProvider
 }
 
 func startAPI(t *testing.T, o apiOpts) *apiEnv {
 	t.Helper()
 	e := &apiEnv{mr: miniredis.RunT(t), logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	lis := bufconn.Listen(1 << 20)
 	rc := redis.NewClient(&redis.Options{Addr: e.mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { rc.Close() })
 	store := o.store
@@ -75,20 +83,28 @@ func startAPI(t *testing.T, o apiOpts) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(lockedWriter{e.mu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(lockedWriter{e.mu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	var serverStats stats.Handler
+	dialOpts := []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+	if o.tp != nil {
+		serverStats = otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(telemetry.Propagator()))
+		dialOpts = append(dialOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(telemetry.Propagator()))))
+	}
 	gs := grpctransport.NewServer(grpctransport.ServerConfig{
+		StatsHandler:  serverStats,
 		Logger:        log,
 		Service:       grpctransport.NewService(store, nil, limiter, func() time.Time { return clock }),
 		Health:        health.NewServer(),
 		MaxRecvBytes:  64 << 10,
 		Authenticator: auth.NewAuthenticator(auth.Static{Ring: ring}),
 	})
-	lis := bufconn.Listen(1 << 20)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///bufnet", dialOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +113,7 @@ func startAPI(t *testing.T, o apiOpts) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(NewHandler(Config{Logger: log, API: api}))
+	e.srv = httptest.NewServer(NewHandler(Config{Logger: log, API: api, TracerProvider: o.tp}))
 	t.Cleanup(e.srv.Close)
 	e.grpc = paymentsv1.NewPaymentServiceClient(conn)
 	return e

@@ -20,6 +20,10 @@ import (
 	"net/http/pprof"
 	"strconv"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/webhook"
 )
@@ -36,9 +40,10 @@ type EventStore interface {
 }
 
 // Observer is told about webhook outcomes and request latencies, for metrics.
+// ctx is the request's, so a latency can carry the trace id as an exemplar.
 type Observer interface {
 	ObserveWebhook(outcome string)
-	ObserveHTTP(route, method string, code int, seconds float64)
+	ObserveHTTP(ctx context.Context, route, method string, code int, seconds float64)
 }
 
 // Config is what NewHandler needs.
@@ -49,11 +54,18 @@ type Config struct {
 	// API, if set, serves the JSON API (NewAPI) beside the webhook.
 	API      http.Handler
 	Observer Observer
+	// TracerProvider, if set, traces every request (otelhttp) in a span
+	// named by method and route, continuing the caller's traceparent;
+	// nil leaves tracing out.
+	TracerProvider trace.TracerProvider
+	// Propagators read the caller's trace context; nil means W3C trace
+	// context and baggage.
+	Propagators propagation.TextMapPropagator
 }
 
 // NewHandler returns the public routes, which an ingress may expose: the
 // provider webhook and, when configured, the JSON API and its OpenAPI
-// document, wrapped in the access log.
+// document, wrapped in the access log and, when tracing, in a server span.
 func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	// The webhook route takes every method so that a wrong one still gets a
@@ -64,7 +76,24 @@ func NewHandler(cfg Config) http.Handler {
 		mux.Handle(PaymentsPath+"/", cfg.API)
 		mux.Handle(OpenAPIPath, cfg.API)
 	}
-	return accessLog(cfg.Logger, cfg.Observer, mux)
+	h := accessLog(cfg.Logger, cfg.Observer, mux)
+	if cfg.TracerProvider == nil {
+		return h
+	}
+	props := cfg.Propagators
+	if props == nil {
+		props = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	// The span is outermost, so the access log and the handlers run inside
+	// it: the log line carries its ids and the note its attributes.
+	return otelhttp.NewHandler(h, "http",
+		otelhttp.WithTracerProvider(cfg.TracerProvider),
+		otelhttp.WithPropagators(props),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			// The access log's route names: a path never becomes a span
+			// name, so names stay few.
+			return r.Method + " " + routeOf(r)
+		}))
 }
 
 // AdminConfig is what NewAdminHandler needs.

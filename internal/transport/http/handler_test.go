@@ -17,10 +17,12 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payments-svc/payments-svc/internal/metrics"
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	"github.com/payments-svc/payments-svc/internal/webhook"
 )
 
@@ -62,17 +64,25 @@ func start(t *testing.T) *env {
 // observe it as the app's do.
 func startWith(t *testing.T, opts storage.Options) *env {
 	t.Helper()
+	return startTraced(t, opts, nil)
+}
+
+// startTraced is startWith with the public handler traced into tp, when set,
+// and the log lines stamped with trace ids.
+func startTraced(t *testing.T, opts storage.Options, tp trace.TracerProvider) *env {
+	t.Helper()
 	e := &env{mr: miniredis.RunT(t), metrics: metrics.New(), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, ready: true}
 	client := redis.NewClient(&redis.Options{Addr: e.mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	opts.Observer = e.metrics
 	e.repo = storage.New(client, opts)
-	log := slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	h := NewHandler(Config{
-		Logger:   log,
-		Store:    e.repo,
-		Verifier: webhook.NewVerifier([][]byte{keyCurrent, keyOld}, 5*time.Minute, func() time.Time { return clock }),
-		Observer: e.metrics,
+		Logger:         log,
+		Store:          e.repo,
+		Verifier:       webhook.NewVerifier([][]byte{keyCurrent, keyOld}, 5*time.Minute, func() time.Time { return clock }),
+		Observer:       e.metrics,
+		TracerProvider: tp,
 	})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
