@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -88,7 +89,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		stopRedis = func() {
 			stop()
 			// Last, so the spans of the drain are flushed too.
-			sctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+			// New's context may already be done at shutdown: keep its values only.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tracingFlushTimeout)
 			defer cancel()
 			if err := tracing.Shutdown(sctx); err != nil {
 				log.Warn("traces not flushed", slog.String("error", err.Error()))
@@ -267,7 +269,11 @@ func serverTracing(t *telemetry.Tracing) stats.Handler {
 	if !t.Enabled() {
 		return nil
 	}
-	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.TracerProvider()), otelgrpc.WithPropagators(telemetry.Propagator()))
+	// Probes arrive every few seconds from every kubelet: tracing them would
+	// bury the payments in health checks.
+	probes := filters.Any(filters.HealthCheck(), filters.FullMethodName("/payments.v1.PaymentService/Health"))
+	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.TracerProvider()), otelgrpc.WithPropagators(telemetry.Propagator()),
+		otelgrpc.WithFilter(filters.Not(probes)))
 }
 
 // GRPCAddr is the bound gRPC address.

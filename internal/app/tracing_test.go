@@ -14,8 +14,10 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
+	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
 // collector is an OTLP/gRPC trace receiver that keeps what it is sent.
@@ -74,7 +76,7 @@ func TestTracingEndToEnd(t *testing.T) {
 		otel.SetErrorHandler(eh)
 	})
 
-	a, _, stop := startApp(t, testConfig(""))
+	a, conn, stop := startApp(t, testConfig(""))
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+a.HTTPAddr().String()+"/v1/payments",
 		strings.NewReader(`{"amountMinor":"1234","currency":"USD","orderId":"order-traced"}`))
 	if err != nil {
@@ -83,6 +85,15 @@ func TestTracingEndToEnd(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+auth.DevKey)
 	req.Header.Set("Idempotency-Key", "k-end-to-end")
+	// Probes are not traced.
+	for _, svc := range []string{"", "payments.v1.PaymentService"} {
+		if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := paymentsv1.NewPaymentServiceClient(conn).Health(context.Background(), &paymentsv1.HealthRequest{}); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +115,11 @@ func TestTracingEndToEnd(t *testing.T) {
 	}
 	if len(col.names) == 0 || col.names[0] != "payments-svc" {
 		t.Fatalf("service names %v", col.names)
+	}
+	for name := range byName {
+		if strings.Contains(name, "Health") {
+			t.Errorf("span %q: probes must not be traced", name)
+		}
 	}
 	httpSpans, grpcSpans, evals := byName["POST /v1/payments"], byName["payments.v1.PaymentService/RequestPayment"], byName["evalsha create.lua"]
 	if len(httpSpans) != 1 || len(grpcSpans) != 2 || len(evals) != 1 {

@@ -26,7 +26,7 @@ func tracedEnv(t *testing.T) (*env, *tracetest.InMemoryExporter) {
 func attrsOf(s tracetest.SpanStub) map[string]string {
 	m := map[string]string{}
 	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }

@@ -29,7 +29,7 @@ func newTracer(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExpor
 func spanAttrs(s tracetest.SpanStub) map[string]string {
 	m := map[string]string{}
 	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }
