@@ -193,7 +193,7 @@ func TestAlertAndDashboardMetricsAreExported(t *testing.T) {
 	}
 
 	records, ruleQueries := ruleExprs(t, renderedRulesFile)
-	queries := append(ruleQueries, dashboardExprs(t)...)
+	queries := slices.Concat(ruleQueries, dashboardExprs(t))
 	if len(records) == 0 || len(ruleQueries) < len(records) {
 		t.Fatalf("read %d records and %d exprs from %s: is it still a rules file?", len(records), len(ruleQueries), renderedRulesFile)
 	}

@@ -160,7 +160,7 @@ func TestPrometheusRuleSchemaRejectsBadValues(t *testing.T) {
 	for _, bad := range []string{
 		"prometheusRule: {slo: {latency: {thresholdBucket: '0.3'}}}", // not a bucket the server exports
 		"prometheusRule: {slo: {availability: {objective: 1}}}",      // no error budget at all
-		"prometheusRule: {metricSelector: 'job=payments'}",            // unquoted: not PromQL
+		"prometheusRule: {metricSelector: 'job=payments'}",           // unquoted: not PromQL
 		"prometheusRule: {webhookStall: {for: 30 minutes}}",
 		"prometheusRule: {unknown: true}",
 		"dashboard: {unknown: true}",
