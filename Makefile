@@ -13,6 +13,11 @@ ACTIONLINT    := go run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 GOVULNCHECK   := go run golang.org/x/vuln/cmd/govulncheck@v1.9.0
 HELM          := go run helm.sh/helm/v3/cmd/helm@v3.22.0
 KIND          := go run sigs.k8s.io/kind@v0.30.0
+# promtool of the newest Prometheus the module proxy serves (v3.x is tagged v0.3xx.y in Go); the first build takes minutes.
+# remove_all_sd leaves Prometheus's service discovery plugins (cloud SDKs,
+# client-go) out of promtool, which needs none of them to test rules and
+# builds several times faster for it.
+PROMTOOL      := go run -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 # kube-linter is not served by the module proxy this machine reaches; CI runs it (see .github/workflows/ci.yml).
 KUBE_LINTER   := go run golang.stackrox.io/kube-linter/cmd/kube-linter@v0.8.3
 SKAFFOLD      ?= $(CURDIR)/.cache/tools/bin/skaffold
@@ -61,7 +66,7 @@ fmt: ## format the Go code
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: lint
-lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code (proto/, api/, the OpenAPI 3 document), actionlint
+lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code (proto/, api/, the OpenAPI 3 document), actionlint, chart lint and the promtool alert tests
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
@@ -83,7 +88,7 @@ lint: ## gofmt, go vet, golangci-lint, buf lint, stale generated code (proto/, a
 	    diff -u $(OPENAPI) "$$tmp/openapi.json" | head -40 || true; \
 	    echo "$(OPENAPI) is stale: run 'make openapi' and commit"; exit 1; fi
 	@if compgen -G '.github/workflows/*.yml' >/dev/null; then $(ACTIONLINT); fi
-	$(MAKE) --no-print-directory chart-lint manifests-check
+	$(MAKE) --no-print-directory chart-lint manifests-check test-alerts
 
 .PHONY: test
 test: ## the full Go suite: unit, in-process and real-binary tests with -race (fails under $(COVERAGE_MIN)% line coverage), then chart render tests
@@ -151,6 +156,16 @@ vuln: ## scan dependencies for known vulnerabilities
 .PHONY: test-chart
 test-chart: ## render the Helm chart with the Helm Go SDK and check every object (module test/chart)
 	cd test/chart && go test -count=1 ./...
+
+.PHONY: test-alerts
+test-alerts: ## test/alerts/rules.yaml is the chart's render, then promtool check rules and promtool test rules on it
+	cd test/chart && go test -count=1 -run '^TestPromtoolRulesAreTheChartsRules$$' .
+	$(PROMTOOL) check rules test/alerts/rules.yaml
+	$(PROMTOOL) test rules test/alerts/rules_test.yaml
+
+.PHONY: alerts-rules
+alerts-rules: ## re-render test/alerts/rules.yaml from charts/payments/files/prometheus-rules.yaml (commit it)
+	cd test/chart && UPDATE_ALERT_RULES=1 go test -count=1 -run '^TestPromtoolRulesAreTheChartsRules$$' .
 
 .PHONY: chart-lint
 chart-lint: ## helm lint --strict the chart with its defaults, every ci/ values file and the kind values

@@ -57,6 +57,26 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// prometheusRule is the Prometheus Operator's PrometheusRule (monitoring.coreos.com/v1): its spec is a
+// Prometheus rules file. Strict decoding catches a misspelt rule field before promtool or the operator does.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Record      string            `json:"record"`
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
 // certificate is the part of cert-manager's Certificate (cert-manager.io/v1) the chart renders, decoded
 // strictly for the same reason.
 type certificate struct {
@@ -122,6 +142,8 @@ func get[T any](t *testing.T, r rendered, kind, name string) T {
 type renderOpts struct {
 	// extraAPIVersions are added to the fake cluster's discovery, e.g. "monitoring.coreos.com/v1".
 	extraAPIVersions []string
+	// release is the release name; empty means releaseName.
+	release string
 }
 
 func loadChart(t *testing.T) *chart.Chart {
@@ -184,8 +206,12 @@ func renderAll(t *testing.T, valuesYAML []string, o renderOpts) (map[string]stri
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.KubeVersion = chartutil.KubeVersion{Version: "v1.34.0", Major: "1", Minor: "34"}
 	caps.APIVersions = append(caps.APIVersions, o.extraAPIVersions...)
+	release := releaseName
+	if o.release != "" {
+		release = o.release
+	}
 	top, err := chartutil.ToRenderValues(c, vals, chartutil.ReleaseOptions{
-		Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true,
+		Name: release, Namespace: namespace, Revision: 1, IsInstall: true,
 	}, caps)
 	if err != nil {
 		return nil, err
@@ -286,6 +312,8 @@ func newObject(tm metav1.TypeMeta) (any, error) {
 		return &networkingv1.NetworkPolicy{}, nil
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		return &serviceMonitor{}, nil
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		return &prometheusRule{}, nil
 	case "cert-manager.io/v1 Certificate":
 		return &certificate{}, nil
 	}

@@ -193,6 +193,47 @@ func TestChartServiceMonitor(t *testing.T) {
 	helm(t, "uninstall", "monitored", "-n", ns, "--wait")
 }
 
+// TestChartPrometheusRuleAndDashboard checks the alert rules only once the
+// PrometheusRule CRD is installed, and the dashboard ConfigMap either way.
+func TestChartPrometheusRuleAndDashboard(t *testing.T) {
+	ns := newNamespace(t, "chart-prometheusrule")
+	valueFiles := []string{values("base"), values("monitoring")}
+
+	// Without the kind the chart must not render the rule; the dashboard is a plain ConfigMap.
+	manifest := helmTemplate(t, ns, "payments", valueFiles)
+	if kinds := renderedKinds(manifest); slices.Contains(kinds, "PrometheusRule") {
+		t.Errorf("PrometheusRule rendered although monitoring.coreos.com/v1/PrometheusRule is not served: kinds %v", kinds)
+	}
+	if !strings.Contains(manifest, "name: payments-dashboard\n") {
+		t.Errorf("no dashboard ConfigMap rendered with dashboard.enabled")
+	}
+	if r := serverDryRun(t, ns, manifest); r.err != nil {
+		t.Errorf("API server refused the manifest with the dashboard ConfigMap:\n%v", r)
+	}
+
+	crd := filepath.Join("testdata", "crds", "prometheusrule.yaml")
+	kubectl(t, "apply", "-f", crd)
+	t.Cleanup(func() {
+		runToolContext(context.Background(), "", "kubectl", "delete", "-f", crd, "--wait=false")
+	})
+	kubectl(t, "wait", "--for=condition=Established", "crd/prometheusrules.monitoring.coreos.com", "--timeout=1m")
+
+	manifest = helmTemplate(t, ns, "payments", valueFiles, "--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
+	if kinds := renderedKinds(manifest); !slices.Contains(kinds, "PrometheusRule") {
+		t.Fatalf("no PrometheusRule rendered with monitoring.coreos.com/v1/PrometheusRule served: kinds %v", kinds)
+	}
+	if r := serverDryRun(t, ns, manifest); r.err != nil {
+		t.Errorf("API server refused the manifest with a PrometheusRule and the dashboard:\n%v", r)
+	}
+
+	// A real install asks the server's discovery instead of --api-versions.
+	helm(t, "install", "alerted", chartDir, "-n", ns, "-f", values("base"), "-f", values("no-persistence"), "-f", values("monitoring"))
+	if got := strings.Fields(kubectl(t, "get", "prometheusrules", "-n", ns, "-l", "app.kubernetes.io/instance=alerted", "-o", "name")); len(got) != 1 {
+		t.Errorf("PrometheusRules after helm install: got %v, want one", got)
+	}
+	helm(t, "uninstall", "alerted", "-n", ns, "--wait")
+}
+
 // TestChartCertificate checks tls.mode=certManager: without cert-manager's CRD
 // the install is refused outright (the chart renders the Certificate anyway,
 // since pods waiting forever on a Secret nobody writes would be worse); with
