@@ -232,7 +232,7 @@ func (r *run) startRedis() error {
 		r.redisAddr = "127.0.0.1:" + strconv.Itoa(port)
 		r.redisArgs = []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "",
 			"--appendonly", "yes", "--appendfsync", "everysec", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}
-		if err = r.redisUp(); err == nil {
+		if err = r.redisUp(context.Background()); err == nil {
 			return nil
 		}
 	}
@@ -240,7 +240,7 @@ func (r *run) startRedis() error {
 }
 
 // redisUp starts redis-server with r.redisArgs and waits for PONG.
-func (r *run) redisUp() error {
+func (r *run) redisUp(ctx context.Context) error {
 	p, err := r.start(exec.Command("redis-server", r.redisArgs...))
 	if err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -255,8 +255,8 @@ func (r *run) redisUp() error {
 			return errors.New("redis-server exited at start")
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := rdb.Ping(pctx).Err()
 		cancel()
 		if err == nil {
 			return nil
@@ -329,9 +329,10 @@ func (r *run) startServer(bin string) error {
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
+			err = errors.New(resp.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("payments-svc not ready within 30s (last: %v)", err)
+			return fmt.Errorf("payments-svc not ready within 30s (last: %w)", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -385,8 +386,11 @@ scrape_configs:
 				if err == nil && len(res) == 1 && res[0].value == 1 {
 					return nil
 				}
+				if err == nil {
+					err = fmt.Errorf("up = %v", res)
+				}
 				if time.Now().After(deadline) {
-					return fmt.Errorf("prometheus did not scrape %s within 60s (last: %v)", r.adminAddr, err)
+					return fmt.Errorf("prometheus did not scrape %s within 60s (last: %w)", r.adminAddr, err)
 				}
 				time.Sleep(200 * time.Millisecond)
 				continue
@@ -516,7 +520,8 @@ func (r *run) load() (*state, error) {
 		r.downAt = time.Now()
 		fmt.Fprintf(os.Stderr, "dashboard: redis-server exited %s after SIGTERM\n", r.downAt.Sub(sent).Round(time.Millisecond))
 		time.Sleep(r.outage)
-		if err := r.redisUp(); err != nil {
+		// The restart outlives the load's deadline if it must.
+		if err := r.redisUp(context.WithoutCancel(ctx)); err != nil {
 			outageErr = err
 			return
 		}
