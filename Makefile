@@ -142,6 +142,15 @@ bench: ## benchmarks, never pass/fail: micro-benchmarks, a CPU profile of the ho
 	go tool pprof -top -nodecount 30 $(BENCH_OUT)/bench.test $(BENCH_OUT)/cpu.prof
 	go run ./bench/run | tee $(BENCH_OUT)/results.md
 
+# The Prometheus server `make dashboard-png` scrapes the service with: the
+# same pinned module as PROMTOOL, service discovery left out; the UI is not used.
+PROMETHEUS_BIN := $(CURDIR)/.cache/tools/prometheus/bin/prometheus
+
+.PHONY: dashboard-png
+dashboard-png: ## docs/dashboard.png: the Grafana dashboard's panels drawn from a real run (real binary, redis-server, Prometheus, a 10 s Redis outage); needs redis-server and gnuplot
+	GOBIN=$(dir $(PROMETHEUS_BIN)) go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/prometheus@v0.316.0
+	go run ./bench/dashboard -prometheus $(PROMETHEUS_BIN) -out docs/dashboard.png
+
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
