@@ -116,6 +116,13 @@ test-flakes: ## hunt flaky tests: two copies of the unit suite at once with -rac
 test-integration: ## real redis-server (single, AOF, Cluster) and real server replicas: exactly-once, restarts, outage, shutdown
 	go test -race -tags integration -count=1 -timeout 3m ./tests/...
 
+JAEGER_BIN ?= $(CURDIR)/.cache/tools/bin/jaeger
+
+.PHONY: test-tracing
+test-tracing: ## build Jaeger v2.13.0 from its module (v1.76.0; ~18 min cold here, then skipped) and run TestTracingJaeger: the real server's spans read back from Jaeger
+	test/tools/build.sh jaeger
+	JAEGER_BIN="$(JAEGER_BIN)" go test -race -tags integration -count=1 -timeout 5m -run '^TestTracingJaeger$$' -v ./tests/integration
+
 # The failover suite (tests/failover, root): real Sentinel, Cluster and
 # single-node Redis on their own loopback addresses, two server replicas,
 # faults under load, and the history checker. It prints the table that

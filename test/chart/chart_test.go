@@ -571,6 +571,12 @@ func TestNetworkPolicy(t *testing.T) {
 			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/26379", "TCP/6379"}, peers: 1}},
 		},
 		{
+			name:        "tracing collector on the endpoint's port",
+			values:      `{networkPolicy: {enabled: true, tracingEgressTo: [{namespaceSelector: {matchLabels: {team: observability}}}]}, tracing: {endpoint: "http://otel-collector.observability:4317"}}`,
+			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}, {ports: []string{"TCP/admin"}, peers: 1}},
+			wantEgress:  []rule{{ports: []string{"UDP/53", "TCP/53"}, peers: 1}, {ports: []string{"TCP/6379"}, peers: 1}, {ports: []string{"TCP/4317"}, peers: 1}},
+		},
+		{
 			name:        "external ports derived from addrs, admin port closed",
 			values:      `{networkPolicy: {enabled: true, adminFrom: []}, redis: {enabled: false}, externalRedis: {addrs: ["a:7000", "b:7000", "c:7001"], mode: cluster}}`,
 			wantIngress: []rule{{ports: []string{"TCP/grpc", "TCP/http"}, peers: 0}},
@@ -657,6 +663,12 @@ func TestRejectedValues(t *testing.T) {
 		{"bad merchant id in rate limits", "rateLimits: {merchants: {\"m shop\": {get: {perSecond: 1, burst: 1}}}}", "m shop"},
 		{"admin port out of range", "containerPorts: {admin: 70000}", "admin"},
 		{"string pprof", `config: {pprof: "yes"}`, "pprof"},
+		{"typo in tracing", `tracing: {endpiont: "http://c:4317"}`, "endpiont"},
+		{"tracing endpoint without a scheme", `tracing: {endpoint: "collector:4317"}`, "endpoint"},
+		{"tracing endpoint without a port", `tracing: {endpoint: "http://collector"}`, "endpoint"},
+		{"unknown sampler", "tracing: {sampler: sometimes}", "sampler"},
+		{"sampler ratio above one", "tracing: {samplerArg: 2}", "samplerArg"},
+		{"resource attribute with a comma", `tracing: {resourceAttributes: {team: "a,b"}}`, "team"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1002,6 +1014,61 @@ func TestRateLimits(t *testing.T) {
 	want.Merchants = map[string]ops{"m_big": {Create: &limit{1000, 2000}}, "m_free": {Get: &limit{0, 0}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("PAYMENTS_RATE_LIMITS %s (-want +got):\n%s", raw, diff)
+	}
+}
+
+// TestTracing: the tracing values become the OpenTelemetry SDK's own variables in the ConfigMap, each
+// only when set, so the defaults export nothing and leave the SDK's sampler alone.
+func TestTracing(t *testing.T) {
+	otel := func(cm *corev1.ConfigMap) map[string]string {
+		out := map[string]string{}
+		for k, v := range cm.Data {
+			if strings.HasPrefix(k, "OTEL_") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		values string
+		want   map[string]string
+	}{
+		{name: "off by default", want: map[string]string{}},
+		{
+			name:   "endpoint only",
+			values: `tracing: {endpoint: "http://jaeger-collector.observability:4317"}`,
+			want:   map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger-collector.observability:4317"},
+		},
+		{
+			name: "everything",
+			values: `tracing: {endpoint: "https://collector.example:4317", sampler: parentbased_traceidratio, samplerArg: 0.25,
+				resourceAttributes: {service.namespace: shop, deployment.environment.name: prod}}`,
+			want: map[string]string{
+				"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4317",
+				"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
+				"OTEL_TRACES_SAMPLER_ARG":     "0.25",
+				// Key order, so the ConfigMap (and the pods' checksum) is stable.
+				"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod,service.namespace=shop",
+			},
+		},
+		{
+			name:   "string sampler argument",
+			values: `tracing: {sampler: traceidratio, samplerArg: "0.5"}`,
+			want:   map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var values []string
+			if tt.values != "" {
+				values = append(values, tt.values)
+			}
+			cm := get[*corev1.ConfigMap](t, render(t, renderOpts{}, values...), "ConfigMap", fullname)
+			if diff := cmp.Diff(tt.want, otel(cm)); diff != "" {
+				t.Errorf("OTEL_* of the ConfigMap (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -2,7 +2,7 @@
 # Builds the tools this project's container and cluster workflows use from
 # their Go modules at pinned versions, into an ignored directory:
 #
-#   test/tools/build.sh [--install-docker-plugins] TOOL...   (compose, buildx, skaffold, grpcurl)
+#   test/tools/build.sh [--install-docker-plugins] TOOL...   (compose, buildx, skaffold, grpcurl, jaeger)
 #
 # Their go.mod files carry replace or exclude directives, so `go install
 # pkg@version` is refused; the module is copied out of the module cache and
@@ -24,7 +24,11 @@ spec() {
     # The newest skaffold the module proxy serves; it reads skaffold/v4beta13.
     skaffold) echo "github.com/GoogleContainerTools/skaffold/v2 v2.16.1 ./cmd/skaffold -X=github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=v2.16.1" ;;
     grpcurl) echo "github.com/fullstorydev/grpcurl v1.9.4 ./cmd/grpcurl -X=main.version=v1.9.4" ;;
-    *) echo "tools: unknown tool $1 (compose, buildx, skaffold, grpcurl)" >&2; return 1 ;;
+    # Jaeger v2 (an OpenTelemetry Collector distribution) ships from the
+    # module's v1.x tags: v1.76.0 is Jaeger v2.13.0 (its CHANGELOG), the
+    # version upstream stamps on this binary. make test-tracing runs it.
+    jaeger) echo "github.com/jaegertracing/jaeger v1.76.0 ./cmd/jaeger -X=github.com/jaegertracing/jaeger/internal/version.latestVersion=v2.13.0" ;;
+    *) echo "tools: unknown tool $1 (compose, buildx, skaffold, grpcurl, jaeger)" >&2; return 1 ;;
   esac
 }
 

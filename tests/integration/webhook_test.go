@@ -40,6 +40,13 @@ func succeededEvent(paymentID string) []byte {
 // plane; it returns the status code and the "outcome" of the answer.
 func postEvent(t *testing.T, httpAddr, id string, body []byte) (int, string) {
 	t.Helper()
+	return postEventWith(t, httpAddr, id, body, nil)
+}
+
+// postEventWith is postEvent with extra request headers, such as the
+// X-Request-Id the tracing test follows onto the delivery's span.
+func postEventWith(t *testing.T, httpAddr, id string, body []byte, header http.Header) (int, string) {
+	t.Helper()
 	key, err := webhook.ParseSecret(webhookSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +62,11 @@ func postEvent(t *testing.T, httpAddr, id string, body []byte) (int, string) {
 	req.Header.Set(webhook.HeaderID, id)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts, 10))
 	req.Header.Set(webhook.HeaderSignature, webhook.Sign(key, id, ts, body))
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Errorf("POST event %s to %s: %v", id, httpAddr, err)
