@@ -2,8 +2,11 @@ package grpctransport
 
 import (
 	"context"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -29,6 +32,24 @@ func attrsOf(s tracetest.SpanStub) map[string]string {
 		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
+}
+
+// spansWhen returns the exported spans once done holds for them. A gRPC
+// server span ends after the status has gone out, so a client can see its
+// answer, and even send its next call, before the span is exported.
+func spansWhen(t *testing.T, exp *tracetest.InMemoryExporter, done func(tracetest.SpanStubs) bool) tracetest.SpanStubs {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		spans := exp.GetSpans()
+		if done(spans) {
+			return spans
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spans never complete: %v", spans.Snapshots())
+		}
+		runtime.Gosched()
+	}
 }
 
 func spansNamed(spans tracetest.SpanStubs, name string) []tracetest.SpanStub {
@@ -72,11 +93,14 @@ func TestTraceServerSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spans := exp.GetSpans()
+	spans := spansWhen(t, exp, func(s tracetest.SpanStubs) bool {
+		return len(spansNamed(s, "payments.v1.PaymentService/RequestPayment")) == 3 &&
+			len(spansNamed(s, "payments.v1.PaymentService/GetPayment")) == 1
+	})
 	reqs := spansNamed(spans, "payments.v1.PaymentService/RequestPayment")
-	if len(reqs) != 3 {
-		t.Fatalf("%d RequestPayment spans in %v", len(reqs), spans.Snapshots())
-	}
+	// Spans are exported as they end, which need not be the order of the
+	// calls; the calls were sequential, so their starts are.
+	slices.SortFunc(reqs, func(a, b tracetest.SpanStub) int { return a.StartTime.Compare(b.StartTime) })
 	for i, want := range []string{"created", "replayed", "mismatch"} {
 		s := reqs[i]
 		a := attrsOf(s)

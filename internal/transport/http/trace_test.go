@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -189,7 +190,26 @@ func TestTraceAPIContinuesIntoGRPC(t *testing.T) {
 	if r.status != http.StatusCreated {
 		t.Fatalf("create = %d %s", r.status, r.body)
 	}
-	spans := exp.GetSpans()
+	// The gRPC server span ends after its status has gone out, so it may be
+	// exported after the HTTP answer arrived: wait for all three.
+	var spans tracetest.SpanStubs
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		spans = exp.GetSpans()
+		n := 0
+		for _, s := range spans {
+			if s.Name == "payments.v1.PaymentService/RequestPayment" || s.Name == "POST "+PaymentsPath {
+				n++
+			}
+		}
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spans never complete: %v", spans.Snapshots())
+		}
+		runtime.Gosched()
+	}
 	httpSpan := spanNamed(t, spans, "POST "+PaymentsPath)
 	// Both gRPC spans share the method's name; their kinds tell them apart.
 	var client, server tracetest.SpanStub
