@@ -108,7 +108,7 @@ test-flakes: ## hunt flaky tests: two copies of the unit suite at once with -rac
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	  go test -race -count=$(FLAKE_COUNT) -timeout 30m ./... >"$$log" 2>&1 & other=$$!; \
 	  status=0; go test -race -count=$(FLAKE_COUNT) -timeout 30m ./... || status=1; \
-	  wait $$other || { status=1; grep -E -- '--- FAIL|^FAIL|panic:' "$$log" | head -40; }; \
+	  wait $$other || { status=1; grep -E -A8 -- '--- FAIL|panic:' "$$log" | head -60; }; \
 	  exit $$status
 	go test -race -tags integration -count=3 -timeout 15m ./tests/...
 
