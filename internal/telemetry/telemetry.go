@@ -140,3 +140,16 @@ func newResource(ctx context.Context) (*resource.Resource, error) {
 	}
 	return res, err
 }
+
+// Span attributes the service sets, on the gRPC and the HTTP plane alike, so
+// one query finds a payment's spans whichever way it came in. Only what the
+// log lines hold goes on a span: never metadata values, keys or credentials.
+// The webhook id is the provider's event id, which is not a secret.
+const (
+	AttrRequestID      = "payments.request_id"
+	AttrMerchantID     = "payments.merchant_id"
+	AttrPaymentID      = "payments.payment_id"
+	AttrIdempotency    = "payments.idempotency.outcome"
+	AttrWebhookOutcome = "payments.webhook.outcome"
+	AttrWebhookID      = "payments.webhook.id"
+)

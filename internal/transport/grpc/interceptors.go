@@ -18,6 +18,7 @@ import (
 
 	"github.com/payments-svc/payments-svc/internal/payments"
 	"github.com/payments-svc/payments-svc/internal/requestid"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 )
 
 // RequestIDHeader carries the request id in both directions.
@@ -102,15 +103,6 @@ func observe(log *slog.Logger, obs CallObserver) grpc.UnaryServerInterceptor {
 	}
 }
 
-// Span attributes of a PaymentService call. Only what the log line holds
-// goes on the span: never metadata values, keys or credentials.
-const (
-	AttrRequestID   = "payments.request_id"
-	AttrMerchantID  = "payments.merchant_id"
-	AttrPaymentID   = "payments.payment_id"
-	AttrIdempotency = "payments.idempotency.outcome"
-)
-
 // annotateSpan copies the request id and what the handler learned onto the
 // call's span (otelgrpc's server span), when one is recording.
 func annotateSpan(ctx context.Context, rid string, ci *callInfo) {
@@ -119,15 +111,15 @@ func annotateSpan(ctx context.Context, rid string, ci *callInfo) {
 		return
 	}
 	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, attribute.String(AttrRequestID, rid))
+	attrs = append(attrs, attribute.String(telemetry.AttrRequestID, rid))
 	if ci.merchant != "" {
-		attrs = append(attrs, attribute.String(AttrMerchantID, ci.merchant))
+		attrs = append(attrs, attribute.String(telemetry.AttrMerchantID, ci.merchant))
 	}
 	if ci.paymentID != "" {
-		attrs = append(attrs, attribute.String(AttrPaymentID, ci.paymentID))
+		attrs = append(attrs, attribute.String(telemetry.AttrPaymentID, ci.paymentID))
 	}
 	if ci.outcome != "" {
-		attrs = append(attrs, attribute.String(AttrIdempotency, string(ci.outcome)))
+		attrs = append(attrs, attribute.String(telemetry.AttrIdempotency, string(ci.outcome)))
 	}
 	span.SetAttributes(attrs...)
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/payments-svc/payments-svc/internal/storage"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -107,15 +108,15 @@ func TestTraceServerSpan(t *testing.T) {
 		if s.SpanKind != trace.SpanKindServer || s.SpanContext.TraceID().String() != parentTrace || s.Parent.SpanID().String() != parentSpan {
 			t.Fatalf("span %d: kind %v, trace %s, parent %s", i, s.SpanKind, s.SpanContext.TraceID(), s.Parent.SpanID())
 		}
-		if a[AttrIdempotency] != want || a[AttrMerchantID] != "m_a" || a[AttrRequestID] != "req-trace-1" {
+		if a[telemetry.AttrIdempotency] != want || a[telemetry.AttrMerchantID] != "m_a" || a[telemetry.AttrRequestID] != "req-trace-1" {
 			t.Fatalf("span %d attributes %v", i, a)
 		}
-		if want != "mismatch" && a[AttrPaymentID] != created.GetPaymentId() {
-			t.Fatalf("span %d payment id %q, want %q", i, a[AttrPaymentID], created.GetPaymentId())
+		if want != "mismatch" && a[telemetry.AttrPaymentID] != created.GetPaymentId() {
+			t.Fatalf("span %d payment id %q, want %q", i, a[telemetry.AttrPaymentID], created.GetPaymentId())
 		}
 	}
 	gets := spansNamed(spans, "payments.v1.PaymentService/GetPayment")
-	if len(gets) != 1 || attrsOf(gets[0])[AttrPaymentID] != created.GetPaymentId() || attrsOf(gets[0])[AttrMerchantID] != "m_a" {
+	if len(gets) != 1 || attrsOf(gets[0])[telemetry.AttrPaymentID] != created.GetPaymentId() || attrsOf(gets[0])[telemetry.AttrMerchantID] != "m_a" {
 		t.Fatalf("GetPayment spans %v", gets)
 	}
 

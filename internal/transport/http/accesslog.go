@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payments-svc/payments-svc/internal/requestid"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 )
 
 // RequestIDHeader carries the request id in both directions.
@@ -128,16 +129,6 @@ func accessLog(log *slog.Logger, obs Observer, next http.Handler) http.Handler {
 	})
 }
 
-// Span attributes of a public request. The webhook id is the provider's
-// event id, which is not a secret; nothing else from the body or headers
-// goes on the span.
-const (
-	AttrRequestID      = "payments.request_id"
-	AttrWebhookOutcome = "payments.webhook.outcome"
-	AttrWebhookID      = "payments.webhook.id"
-	AttrPaymentID      = "payments.payment_id"
-)
-
 // annotateSpan copies the request id and the handler's note onto the
 // request's span (otelhttp's server span), when one is recording.
 func annotateSpan(ctx context.Context, route string, note *requestNote) {
@@ -146,15 +137,15 @@ func annotateSpan(ctx context.Context, route string, note *requestNote) {
 		return
 	}
 	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, attribute.String(AttrRequestID, note.requestID))
+	attrs = append(attrs, attribute.String(telemetry.AttrRequestID, note.requestID))
 	if route == WebhookPath && note.outcome != "" {
-		attrs = append(attrs, attribute.String(AttrWebhookOutcome, note.outcome))
+		attrs = append(attrs, attribute.String(telemetry.AttrWebhookOutcome, note.outcome))
 	}
 	if note.eventID != "" {
-		attrs = append(attrs, attribute.String(AttrWebhookID, note.eventID))
+		attrs = append(attrs, attribute.String(telemetry.AttrWebhookID, note.eventID))
 	}
 	if note.paymentID != "" {
-		attrs = append(attrs, attribute.String(AttrPaymentID, note.paymentID))
+		attrs = append(attrs, attribute.String(telemetry.AttrPaymentID, note.paymentID))
 	}
 	span.SetAttributes(attrs...)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -136,30 +135,7 @@ type apiReply struct {
 
 func (e *apiEnv) do(t *testing.T, c apiCall) apiReply {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), c.method, e.srv.URL+c.path, strings.NewReader(c.body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	headers := c.headers
-	if headers == nil {
-		headers = map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + auth.DevKey}
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	if c.key != nil {
-		req.Header.Set(IdempotencyKeyHeader, *c.key)
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apiReply{status: resp.StatusCode, header: resp.Header, body: b}
+	return send(t, e, c).reply
 }
 
 // problemOf decodes a problem+json reply.

@@ -56,7 +56,8 @@ type exchange struct {
 	reply apiReply
 }
 
-// send makes the request that e.do would and keeps it for validation.
+// send makes one JSON API request and keeps it beside the reply, for
+// validation against the OpenAPI document; e.do returns the reply alone.
 func send(t *testing.T, e *apiEnv, c apiCall) exchange {
 	t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), c.method, e.srv.URL+c.path, strings.NewReader(c.body))

@@ -16,7 +16,7 @@ import (
 
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/storage"
-	grpctransport "github.com/payments-svc/payments-svc/internal/transport/grpc"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 )
 
 func newTracer(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
@@ -90,7 +90,7 @@ func TestTraceWebhookSpan(t *testing.T) {
 	spans := exp.GetSpans()
 	var ok, forged tracetest.SpanStub
 	for _, s := range spans {
-		switch spanAttrs(s)[AttrRequestID] {
+		switch spanAttrs(s)[telemetry.AttrRequestID] {
 		case r.Header.Get(RequestIDHeader):
 			ok = s
 		case bad.Header.Get(RequestIDHeader):
@@ -101,10 +101,10 @@ func TestTraceWebhookSpan(t *testing.T) {
 		t.Fatalf("webhook span %q kind %v among %v", ok.Name, ok.SpanKind, spans.Snapshots())
 	}
 	a := spanAttrs(ok)
-	if a[AttrWebhookOutcome] != "applied" || a[AttrPaymentID] != id || a[AttrWebhookID] != "msg_traced" {
+	if a[telemetry.AttrWebhookOutcome] != "applied" || a[telemetry.AttrPaymentID] != id || a[telemetry.AttrWebhookID] != "msg_traced" {
 		t.Fatalf("webhook span attributes %v", a)
 	}
-	if fa := spanAttrs(forged); fa[AttrWebhookOutcome] != "invalid_signature" || fa[AttrWebhookID] != "" || fa[AttrPaymentID] != "" {
+	if fa := spanAttrs(forged); fa[telemetry.AttrWebhookOutcome] != "invalid_signature" || fa[telemetry.AttrWebhookID] != "" || fa[telemetry.AttrPaymentID] != "" {
 		t.Fatalf("forged delivery attributes %v", fa)
 	}
 	for _, s := range spans {
@@ -236,11 +236,11 @@ func TestTraceAPIContinuesIntoGRPC(t *testing.T) {
 			client.Parent.SpanID(), httpSpan.SpanContext.SpanID(), server.Parent.SpanID(), client.SpanContext.SpanID())
 	}
 	ha, sa := spanAttrs(httpSpan), spanAttrs(server)
-	if ha[AttrRequestID] != "rid-traced-api" || ha[AttrPaymentID] == "" {
+	if ha[telemetry.AttrRequestID] != "rid-traced-api" || ha[telemetry.AttrPaymentID] == "" {
 		t.Fatalf("http span attributes %v", ha)
 	}
-	if sa[grpctransport.AttrRequestID] != "rid-traced-api" || sa[grpctransport.AttrIdempotency] != "created" ||
-		sa[grpctransport.AttrPaymentID] != ha[AttrPaymentID] || sa[grpctransport.AttrMerchantID] != auth.DevMerchant {
+	if sa[telemetry.AttrRequestID] != "rid-traced-api" || sa[telemetry.AttrIdempotency] != "created" ||
+		sa[telemetry.AttrPaymentID] != ha[telemetry.AttrPaymentID] || sa[telemetry.AttrMerchantID] != auth.DevMerchant {
 		t.Fatalf("grpc server span attributes %v", sa)
 	}
 	for _, s := range spans {
