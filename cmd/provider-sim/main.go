@@ -14,18 +14,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
+	"github.com/payments-svc/payments-svc/internal/telemetry"
 	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 	"github.com/payments-svc/payments-svc/internal/webhook"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
@@ -116,6 +120,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-secret %w", err)
 	}
+	// With OTEL_EXPORTER_OTLP_ENDPOINT set, the lookup and each delivery are
+	// traced and carry traceparent, so the service's spans join the sim's.
+	tracing, err := telemetry.Setup(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tracing.Shutdown(context.WithoutCancel(ctx)) }()
 	client, err := httpClient(o)
 	if err != nil {
 		return err
@@ -160,16 +171,15 @@ func httpClient(o options) (*http.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-url: %w", err)
 	}
-	if u.Scheme != "https" {
-		return http.DefaultClient, nil
-	}
-	cfg, err := tlsfiles.ClientConfig(tlsfiles.ClientOptions{CAFile: o.tls.CAFile, InsecureSkipVerify: o.tls.InsecureSkipVerify})
-	if err != nil {
-		return nil, err
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cfg
-	return &http.Client{Transport: tr}, nil
+	if u.Scheme == "https" {
+		cfg, err := tlsfiles.ClientConfig(tlsfiles.ClientOptions{CAFile: o.tls.CAFile, InsecureSkipVerify: o.tls.InsecureSkipVerify})
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = cfg
+	}
+	return &http.Client{Transport: otelhttp.NewTransport(tr, otelhttp.WithPropagators(telemetry.Propagator()))}, nil
 }
 
 // deliver posts one signed copy of body, as a provider does on each attempt.
@@ -208,7 +218,8 @@ func lookup(ctx context.Context, o *options) error {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	conn, err := grpc.NewClient(o.grpcAddr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(o.grpcAddr, grpc.WithTransportCredentials(creds),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(telemetry.Propagator()))))
 	if err != nil {
 		return fmt.Errorf("look up payment: %w", err)
 	}

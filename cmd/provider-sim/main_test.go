@@ -18,6 +18,9 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -260,5 +263,34 @@ func TestRunOverTLS(t *testing.T) {
 				t.Errorf("delivered over https %+v (%v), want a EUR 555 event", ev, err)
 			}
 		})
+	}
+}
+
+// TestRunPropagatesTraceContext: with a tracer provider installed, each
+// delivery carries a W3C traceparent of the caller's trace, so the
+// service's webhook span joins the sim's trace.
+func TestRunPropagatesTraceContext(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+
+	var traceparent string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		traceparent = r.Header.Get("Traceparent")
+		_, _ = w.Write([]byte(`{"outcome":"applied"}`))
+	}))
+	t.Cleanup(srv.Close)
+	ctx, span := tp.Tracer("test").Start(context.Background(), "caller")
+	defer span.End()
+	id := payments.NewID("m_test", "k", time.Now())
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-url", srv.URL, "-payment-id", id, "-amount", "1234", "-currency", "USD"}, &out); err != nil {
+		t.Fatalf("run() error = %v\n%s", err, out.String())
+	}
+	want := span.SpanContext().TraceID().String()
+	if parts := strings.Split(traceparent, "-"); len(parts) != 4 || parts[1] != want {
+		t.Errorf("traceparent = %q, want one in trace %s", traceparent, want)
 	}
 }
