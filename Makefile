@@ -147,7 +147,17 @@ bench: ## benchmarks, never pass/fail: micro-benchmarks, a CPU profile of the ho
 	go test -run '^$$' -bench 'BenchmarkRequestPayment/redis-server/new-parallel64' -benchmem -benchtime 4s \
 	  -cpuprofile $(BENCH_OUT)/cpu.prof -o $(BENCH_OUT)/bench.test ./bench/
 	go tool pprof -top -nodecount 30 $(BENCH_OUT)/bench.test $(BENCH_OUT)/cpu.prof
-	go run ./bench/run | tee $(BENCH_OUT)/results.md
+	go run ./bench/run -profile $(BENCH_OUT) | tee $(BENCH_OUT)/results.md
+
+# BASELINE names a git revision whose server bench-cpu measures beside the
+# working tree's in the same run, for before/after figures.
+BASELINE ?=
+CPU_RATES ?= 500,2000
+
+.PHONY: bench-cpu
+bench-cpu: ## CPU µs per call of payments-svc, redis-server and the no-op at fixed offered rates (CPU_RATES); BASELINE=<rev> adds that revision's server; profiles in bin/bench
+	@mkdir -p $(BENCH_OUT)
+	go run ./bench/run -suite cpu -rates $(CPU_RATES) $(if $(BASELINE),-baseline $(BASELINE)) -profile $(BENCH_OUT) | tee $(BENCH_OUT)/cpu.md
 
 # The Prometheus server `make dashboard-png` scrapes the service with: the
 # same pinned module as PROMTOOL, service discovery left out; the UI is not used.

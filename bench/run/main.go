@@ -60,21 +60,42 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "length of each ghz run")
 	concFlag := flag.String("concurrency", "1,16,64", "comma-separated ghz concurrencies")
 	memN := flag.Int("memory-payments", 100_000, "payments stored to measure Redis memory per payment (0 skips)")
+	suite := flag.String("suite", "all", `"all", or "cpu" for the CPU budget alone`)
+	ratesFlag := flag.String("rates", "500,2000", "comma-separated offered rates (calls/s) of the CPU budget")
+	cpuDuration := flag.Duration("cpu-duration", 5*time.Second, "length of each CPU budget run")
+	baseline := flag.String("baseline", "", "a git revision whose server the CPU budget measures beside the working tree's, in the same run")
+	profile := flag.String("profile", "", "directory for the service's CPU and allocation profiles during the CPU budget's new-key run at the highest rate")
+	only := flag.String("only", "", "run only the CPU budget scenarios whose name contains this")
 	flag.Parse()
-	var conc []int
-	for _, s := range strings.Split(*concFlag, ",") {
-		c, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || c < 1 {
-			fatal(fmt.Errorf("bad -concurrency %q", *concFlag))
-		}
-		conc = append(conc, c)
+	conc, err := ints(*concFlag)
+	if err != nil {
+		fatal(fmt.Errorf("-concurrency: %w", err))
 	}
-	b := &bench{duration: *duration, conc: conc}
+	rates, err := ints(*ratesFlag)
+	if err != nil {
+		fatal(fmt.Errorf("-rates: %w", err))
+	}
+	if *suite != "all" && *suite != "cpu" {
+		fatal(fmt.Errorf("-suite %q: want all or cpu", *suite))
+	}
+	b := &bench{duration: *duration, conc: conc, suite: *suite, rates: rates, cpuDuration: *cpuDuration, baseline: *baseline, profile: *profile, only: *only}
 	defer b.cleanup()
 	if err := b.run(*memN); err != nil {
 		b.cleanup()
 		fatal(err)
 	}
+}
+
+func ints(list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bad list %q", list)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func fatal(err error) {
@@ -91,6 +112,14 @@ type bench struct {
 	rdb      *redis.Client
 	redis    string
 	svcPid   int // the payments-svc process the scenarios load
+
+	suite       string
+	rates       []int
+	cpuDuration time.Duration
+	baseline    string // git revision, built from a worktree under tmp
+	profile     string
+	only        string // CPU budget scenario filter
+	worktree    string
 }
 
 func (b *bench) cleanup() {
@@ -101,6 +130,10 @@ func (b *bench) cleanup() {
 	b.procs = nil
 	if b.rdb != nil {
 		_ = b.rdb.Close()
+	}
+	if b.worktree != "" {
+		_ = exec.Command("git", "-C", b.root, "worktree", "remove", "--force", b.worktree).Run()
+		b.worktree = ""
 	}
 	if b.tmp != "" {
 		_ = os.RemoveAll(b.tmp)
@@ -123,19 +156,35 @@ func (b *bench) run(memN int) error {
 			return fmt.Errorf("build %s: %w", pkg, err)
 		}
 	}
+	if b.baseline != "" {
+		b.worktree = filepath.Join(b.tmp, "baseline-src")
+		cmd := exec.Command("git", "-C", b.root, "worktree", "add", "--detach", b.worktree, b.baseline)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("git worktree add %s: %w", b.baseline, err)
+		}
+		cmd = exec.Command("go", "build", "-o", filepath.Join(b.tmp, "payments-svc-baseline"), "./cmd/server")
+		cmd.Dir, cmd.Stderr = b.worktree, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build baseline %s: %w", b.baseline, err)
+		}
+	}
 	if err := b.startRedis(); err != nil {
 		return err
 	}
-	svcL, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving",
-		"PAYMENTS_REDIS_ADDRS="+b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
-		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_RATE_LIMITS="+unlimited, "PAYMENTS_WEBHOOK_SECRETS="+devWebhookSecret)
+	svcL, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving", b.svcEnv()...)
 	if err != nil {
 		return err
 	}
 	b.svcPid = b.procs[len(b.procs)-1].Process.Pid
+	svcT := &target{name: "payments-svc", pid: b.svcPid, grpc: svcL.grpc, http: svcL.http, admin: svcL.admin}
 	noopL, err := b.startServer(filepath.Join(b.tmp, "noop"), "grpc server listening")
 	if err != nil {
 		return err
+	}
+	noopT := &target{name: "no-op", pid: b.procs[len(b.procs)-1].Process.Pid, grpc: noopL.grpc, http: noopL.http, noop: true}
+	if b.suite == "cpu" {
+		return b.cpuSuite(noopT, svcT)
 	}
 	svc, noop, api := svcL.grpc, noopL.grpc, "http://"+svcL.http+"/v1/payments"
 	ids, err := seed(svc)
@@ -272,6 +321,9 @@ func (b *bench) run(memN int) error {
 	fmt.Println("by the calls: the load generators share the cores, so rps mostly prices the client; CPU per call prices the server.")
 	fmt.Println()
 
+	if err := b.cpuSuite(noopT, svcT); err != nil {
+		return err
+	}
 	if err := b.experiments(); err != nil {
 		return err
 	}
@@ -293,6 +345,46 @@ func (b *bench) run(memN int) error {
 	}
 	fmt.Printf("Load average at the end: %s\n", loadavg())
 	return nil
+}
+
+// svcEnv is the environment of the payments-svc servers the suites load.
+func (b *bench) svcEnv() []string {
+	return []string{"PAYMENTS_REDIS_ADDRS=" + b.redis, "PAYMENTS_GRPC_ADDR=127.0.0.1:0", "PAYMENTS_LOG_LEVEL=info",
+		"PAYMENTS_HTTP_ADDR=127.0.0.1:0", "PAYMENTS_ADMIN_ADDR=127.0.0.1:0", "PAYMENTS_RATE_LIMITS=" + unlimited,
+		"PAYMENTS_WEBHOOK_SECRETS=" + devWebhookSecret, "PAYMENTS_PPROF=true"}
+}
+
+// cpuSuite seeds the targets of the CPU budget (the baseline's server
+// started here), then measures them.
+func (b *bench) cpuSuite(noop, svc *target) error {
+	targets := []*target{noop}
+	if b.baseline != "" {
+		l, err := b.startServer(filepath.Join(b.tmp, "payments-svc-baseline"), "redis reachable: serving", b.svcEnv()...)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, &target{name: "payments-svc " + b.baseline, pid: b.procs[len(b.procs)-1].Process.Pid,
+			grpc: l.grpc, http: l.http, admin: l.admin})
+	}
+	targets = append(targets, svc)
+	pending := 0
+	for _, r := range b.rates {
+		pending += int(float64(r)*b.cpuDuration.Seconds()) + r
+	}
+	for _, t := range targets[1:] {
+		ids, err := seed(t.grpc)
+		if err != nil {
+			return err
+		}
+		t.seedIDs = ids
+		if err := seedPending(t, pending); err != nil {
+			return err
+		}
+	}
+	if b.suite == "cpu" {
+		fmt.Printf("# payments-svc CPU budget, %s\n\n", time.Now().UTC().Format(time.RFC3339))
+	}
+	return b.cpuBudget(targets, b.rates, b.cpuDuration, b.profile)
 }
 
 // experiments repeats the mix at the highest concurrency on servers that
@@ -403,7 +495,7 @@ func isClosed(c chan struct{}) bool {
 }
 
 // listeners are the addresses a server logged as bound.
-type listeners struct{ grpc, http string }
+type listeners struct{ grpc, http, admin string }
 
 // startServer runs a server binary, waits for the log line readyMsg and
 // returns the addresses from its "grpc server listening" and "http server
@@ -436,6 +528,8 @@ func (b *bench) startServer(bin, readyMsg string, env ...string) (listeners, err
 				ls.grpc = l.Addr
 			case "http server listening":
 				ls.http = l.Addr
+			case "admin server listening":
+				ls.admin = l.Addr
 			}
 			if l.Msg == readyMsg {
 				ready <- ls
