@@ -78,8 +78,12 @@ func serve(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Lines go out in batches (see telemetry.LogWriter), all of them by the
+	// time serve returns.
+	lw := telemetry.NewLogWriter(stdout, cfg.LogFlushInterval)
+	defer lw.Close()
 	// Lines written inside a traced call carry its trace_id and span_id.
-	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))).
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.LogLevel}))).
 		With(slog.String("service", "payments-svc"), slog.String("version", version))
 	if err := app.UnknownVariables(); err != nil {
 		log.Warn("ignoring unknown configuration", slog.String("error", err.Error()))

@@ -30,6 +30,7 @@ type Config struct {
 	GRPCReflection   bool          `envconfig:"GRPC_REFLECTION" default:"true" desc:"register gRPC server reflection (for grpcurl)"`
 	GRPCMaxRecvBytes int           `envconfig:"GRPC_MAX_RECV_BYTES" default:"65536" desc:"largest request message accepted, in bytes"`
 	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"100ms" desc:"log lines are written in batches at least this often; 0 writes each line at once"`
 	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"how long in-flight calls may finish after SIGTERM"`
 	IdempotencyTTL   time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h" desc:"how long an idempotency key is remembered"`
 	PaymentTTL       time.Duration `envconfig:"PAYMENT_TTL" default:"0s" desc:"how long payments are kept; 0 keeps them forever"`

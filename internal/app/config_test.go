@@ -30,6 +30,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		AdminAddr:        ":9090",
 		GRPCReflection:   true,
 		GRPCMaxRecvBytes: 65536,
+		LogFlushInterval: 100 * time.Millisecond,
 		ShutdownTimeout:  15 * time.Second,
 		IdempotencyTTL:   24 * time.Hour,
 		HealthInterval:   time.Second,
