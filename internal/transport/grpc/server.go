@@ -2,6 +2,7 @@ package grpctransport
 
 import (
 	"log/slog"
+	"runtime"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
@@ -41,6 +42,13 @@ type ServerConfig struct {
 	StatsHandler stats.Handler
 }
 
+// streamWorkers covers the calls one replica has in flight at the rates it
+// serves (a few, each waiting on Redis for well under a millisecond), with
+// room to spare.
+func streamWorkers() uint32 {
+	return uint32(max(16, 4*runtime.GOMAXPROCS(0)))
+}
+
 // NewServer builds the gRPC server with every service registered and the
 // interceptor chain in place: observe (request id, log line), then
 // cfg.Interceptors (metrics), then error mapping, then panic recovery, then
@@ -51,6 +59,13 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	chain = append(chain, mapErrors, recovery.UnaryServerInterceptor(), authenticate(cfg.Authenticator))
 
 	opts := []grpc.ServerOption{
+		// Without workers every call runs on a fresh goroutine, whose stack
+		// grows (runtime.morestack, copying) through the interceptors and
+		// go-redis on every call: 7 % of the CPU of RequestPayment in the
+		// profile (BENCHMARKS.md). Workers keep their grown stacks; when all
+		// are busy gRPC starts a goroutine as before. The option is marked
+		// experimental in grpc-go; dropping it costs CPU, not behaviour.
+		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.ChainUnaryInterceptor(chain...),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor()),
