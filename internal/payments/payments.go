@@ -138,16 +138,18 @@ type Settlement struct {
 	OccurredAt    time.Time
 }
 
-// SettledMessageParts returns the human message of a settled payment, split
-// around the order id: the message is before + order_id + after. The order id
-// lives in the stored payment, and the settlement script joins the parts so
-// that settling stays one atomic round trip.
-func SettledMessageParts(s Settlement) (before, after string) {
-	before = "payment of " + FormatAmount(s.AmountMinor, s.Currency) + " for order "
-	if s.Status == StatusFailed {
-		return before, " failed: " + s.FailureReason
+// Message is the human message of a payment in status st. It is derived, never
+// stored: the same fields always give the same words, so storing them would
+// only cost memory and Redis CPU (BENCHMARKS.md, "CPU per call").
+func Message(st Status, amountMinor int64, currency, orderID, failureReason string) string {
+	switch st {
+	case StatusSucceeded:
+		return "payment of " + FormatAmount(amountMinor, currency) + " for order " + orderID + " succeeded"
+	case StatusFailed:
+		return "payment of " + FormatAmount(amountMinor, currency) + " for order " + orderID + " failed: " + failureReason
+	default:
+		return PendingMessage(amountMinor, currency, orderID)
 	}
-	return before, " succeeded"
 }
 
 // SettleOutcome says how a provider event was resolved.

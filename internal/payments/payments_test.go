@@ -161,3 +161,22 @@ func TestStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestMessage(t *testing.T) {
+	tests := []struct {
+		name   string
+		status Status
+		want   string
+	}{
+		{"pending", StatusPending, "payment of EUR 12.50 for order o-1 accepted; awaiting provider confirmation"},
+		{"succeeded", StatusSucceeded, "payment of EUR 12.50 for order o-1 succeeded"},
+		{"failed", StatusFailed, "payment of EUR 12.50 for order o-1 failed: card declined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Message(tt.status, 1250, "EUR", "o-1", "card declined"); got != tt.want {
+				t.Errorf("Message(%v) = %q, want %q", tt.status, got, tt.want)
+			}
+		})
+	}
+}

@@ -274,8 +274,9 @@ func TestReplicaAckShortfallCreate(t *testing.T) {
 		t.Errorf("error = %q, want it to say how many replicas acknowledged", err)
 	}
 	// The primary holds the payment: the retry must find it, not create another.
-	if got := mr.HGet(IdempotencyKey("m_test", "k1"), "id"); got != first.ID {
-		t.Fatalf("primary holds payment %q for the key, want %q", got, first.ID)
+	rec, _ := mr.Get(IdempotencyKey("m_test", "k1"))
+	if got := strings.Split(rec, ":"); len(got) != 3 || got[1] != first.ID {
+		t.Fatalf("primary holds idempotency record %q for the key, want payment %q in it", rec, first.ID)
 	}
 	keys := mr.Keys()
 

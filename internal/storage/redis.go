@@ -36,9 +36,10 @@ var (
 )
 
 // keyPrefix namespaces every key of the service and versions the layout.
-// Version 2 scopes idempotency to the merchant; the unversioned layout before
-// it ("pmt:{tag}:…") is never read, see ARCHITECTURE.md.
-const keyPrefix = "pmt:v2:"
+// Version 3 keeps the idempotency record as one string and derives the
+// message instead of storing it; the layouts before it ("pmt:v2:…",
+// "pmt:{tag}:…") are never read, see ARCHITECTURE.md.
+const keyPrefix = "pmt:v3:"
 
 // ErrNoMerchant means a caller reached storage without an authenticated
 // merchant, which the transport must never let happen.
@@ -190,6 +191,12 @@ const maxIDAttempts = 3
 // when the fingerprint matches, and payments.ErrIdempotencyKeyReused
 // (OutcomeMismatch) when it does not.
 func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint string) (payments.Receipt, payments.Outcome, error) {
+	if p.MerchantID == "" {
+		return payments.Receipt{}, "", fmt.Errorf("create payment: %w", ErrNoMerchant)
+	}
+	if len(fingerprint) != fingerprintLen {
+		return payments.Receipt{}, "", fmt.Errorf("create payment: fingerprint of %d characters, want %d", len(fingerprint), fingerprintLen)
+	}
 	md := ""
 	if len(p.Metadata) > 0 {
 		b, err := json.Marshal(p.Metadata)
@@ -198,29 +205,27 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 		}
 		md = string(b)
 	}
-	if p.MerchantID == "" {
-		return payments.Receipt{}, "", fmt.Errorf("create payment: %w", ErrNoMerchant)
-	}
 	tag := payments.HashTag(p.MerchantID, p.IdempotencyKey)
 	idemKey := idempotencyRecordKey(tag, p.MerchantID, p.IdempotencyKey)
 
 	for range maxIDAttempts {
+		createdAt := strconv.FormatInt(p.CreatedAt.UnixNano(), 10)
 		res, err := r.run(ctx, "create payment", createScript, createAcknowledges,
 			[]string{idemKey, PaymentKey(tag, p.ID)},
-			fingerprint,
+			fingerprint+":"+p.ID+":"+createdAt,
 			r.opts.IdempotencyTTL.Milliseconds(),
 			r.opts.PaymentTTL.Milliseconds(),
-			p.ID,
-			int(p.Status),
-			p.Message,
-			p.CreatedAt.UnixNano(),
-			p.AmountMinor,
-			p.Currency,
-			p.OrderID,
-			p.IdempotencyKey,
-			md,
 			r.ackFlag(),
-			p.MerchantID,
+			// The payment hash. Its id is in its key and its message is
+			// derived (payments.Message): neither is stored.
+			"st", int(p.Status),
+			"ts", createdAt,
+			"amt", p.AmountMinor,
+			"cur", p.Currency,
+			"ord", p.OrderID,
+			"ik", p.IdempotencyKey,
+			"md", md,
+			"mer", p.MerchantID,
 		)
 		if err != nil {
 			return payments.Receipt{}, "", err
@@ -230,8 +235,8 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 			return p.Receipt(), payments.OutcomeCreated, nil
 		case len(res) == 1 && res[0] == "mismatch":
 			return payments.Receipt{}, payments.OutcomeMismatch, payments.ErrIdempotencyKeyReused
-		case len(res) == 5 && res[0] == "replay":
-			rc, err := decodeReceipt(res[1], res[2], res[3], res[4], p.IdempotencyKey)
+		case len(res) == 2 && res[0] == "replay":
+			_, rc, err := decodeIdempotencyRecord(res[1], p.IdempotencyKey, p.Message)
 			if err != nil {
 				return payments.Receipt{}, "", err
 			}
@@ -243,6 +248,40 @@ func (r *Repository) Create(ctx context.Context, p payments.Payment, fingerprint
 		}
 	}
 	return payments.Receipt{}, "", fmt.Errorf("create payment: payment_id collided %d times", maxIDAttempts)
+}
+
+// fingerprintLen is the length of payments.Fingerprint, which create.lua
+// compares as the first characters of the idempotency record.
+const fingerprintLen = 64
+
+// RecordPaymentID is the payment_id an idempotency record (the string stored
+// at IdempotencyKey) points at, for tools and tests that read Redis directly.
+func RecordPaymentID(rec string) (string, error) {
+	_, rc, err := decodeIdempotencyRecord(rec, "", "")
+	return rc.PaymentID, err
+}
+
+// decodeIdempotencyRecord splits "<fingerprint>:<payment_id>:<created_at>"
+// into the fingerprint and the receipt of the creating call. That call made a
+// pending payment with the message of its request, and a replay carries the
+// same request (the fingerprints match), so message is the replay's own.
+func decodeIdempotencyRecord(rec, key, message string) (string, payments.Receipt, error) {
+	fp, rest, ok1 := strings.Cut(rec, ":")
+	id, ts, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || len(fp) != fingerprintLen {
+		return "", payments.Receipt{}, fmt.Errorf("decode idempotency record %q: want <fingerprint>:<payment_id>:<created_at>", rec)
+	}
+	createdAt, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return "", payments.Receipt{}, fmt.Errorf("decode stored created_at %q: %w", ts, err)
+	}
+	return fp, payments.Receipt{
+		PaymentID:      id,
+		Status:         payments.StatusPending,
+		Message:        message,
+		IdempotencyKey: key,
+		CreatedAt:      time.Unix(0, createdAt).UTC(),
+	}, nil
 }
 
 // createAcknowledges reports whether a create.lua reply confirms a stored
@@ -270,37 +309,32 @@ func (r *Repository) Get(ctx context.Context, merchantID, id string) (payments.P
 	if len(fields) == 0 || fields["mer"] != merchantID {
 		return payments.Payment{}, fmt.Errorf("%w: %s", payments.ErrNotFound, id)
 	}
-	return decodePayment(fields)
+	return decodePayment(id, fields)
 }
 
-// Replay answers a RequestPayment from its idempotency record without
+// Replay answers req from its idempotency record without
 // writing: the receipt (OutcomeReplayed) when the record holds this request,
 // payments.ErrIdempotencyKeyReused (OutcomeMismatch) when it holds another,
 // and payments.ErrNotFound when there is none. It serves a retry whose
 // creation quota is spent, so a client that lost a response always gets its
 // payment back.
-func (r *Repository) Replay(ctx context.Context, merchantID, idempotencyKey, fingerprint string) (payments.Receipt, payments.Outcome, error) {
-	if merchantID == "" {
+func (r *Repository) Replay(ctx context.Context, req payments.Request, fingerprint string) (payments.Receipt, payments.Outcome, error) {
+	if req.MerchantID == "" {
 		return payments.Receipt{}, "", fmt.Errorf("replay payment: %w", ErrNoMerchant)
 	}
-	rec, err := r.client.HMGet(ctx, IdempotencyKey(merchantID, idempotencyKey), "fp", "id", "st", "msg", "ts").Result()
+	rec, err := r.client.Get(ctx, IdempotencyKey(req.MerchantID, req.IdempotencyKey)).Result()
+	if errors.Is(err, redis.Nil) {
+		return payments.Receipt{}, "", fmt.Errorf("replay payment: %w", payments.ErrNotFound)
+	}
 	if err != nil {
 		return payments.Receipt{}, "", classify("replay payment", err)
 	}
-	fields := make([]string, len(rec))
-	for i, v := range rec {
-		s, ok := v.(string)
-		if !ok {
-			return payments.Receipt{}, "", fmt.Errorf("replay payment: %w", payments.ErrNotFound)
-		}
-		fields[i] = s
-	}
-	if fields[0] != fingerprint {
-		return payments.Receipt{}, payments.OutcomeMismatch, payments.ErrIdempotencyKeyReused
-	}
-	rc, err := decodeReceipt(fields[1], fields[2], fields[3], fields[4], idempotencyKey)
+	fp, rc, err := decodeIdempotencyRecord(rec, req.IdempotencyKey, payments.PendingMessage(req.AmountMinor, req.Currency, req.OrderID))
 	if err != nil {
 		return payments.Receipt{}, "", err
+	}
+	if fp != fingerprint {
+		return payments.Receipt{}, payments.OutcomeMismatch, payments.ErrIdempotencyKeyReused
 	}
 	return rc, payments.OutcomeReplayed, nil
 }
@@ -315,13 +349,10 @@ func (r *Repository) ApplyEvent(ctx context.Context, eventID, bodyHash string, s
 	if err != nil {
 		return "", err
 	}
-	before, after := payments.SettledMessageParts(s)
 	res, err := r.run(ctx, "apply event", settleScript, settleAcknowledges,
 		[]string{PaymentKey(tag, s.PaymentID), EventKey(tag, eventID)},
 		bodyHash,
 		int(s.Status),
-		before,
-		after,
 		r.opts.IdempotencyTTL.Milliseconds(),
 		s.AmountMinor,
 		s.Currency,
@@ -365,28 +396,14 @@ func settleOutcome(reply, paymentID string) (payments.SettleOutcome, error) {
 	}
 }
 
-func decodeReceipt(id, status, message, createdAt, key string) (payments.Receipt, error) {
-	st, err := strconv.Atoi(status)
+func decodePayment(id string, f map[string]string) (payments.Payment, error) {
+	st, err := strconv.Atoi(f["st"])
 	if err != nil {
-		return payments.Receipt{}, fmt.Errorf("decode stored status %q: %w", status, err)
+		return payments.Payment{}, fmt.Errorf("decode stored status %q: %w", f["st"], err)
 	}
-	ts, err := strconv.ParseInt(createdAt, 10, 64)
+	ts, err := strconv.ParseInt(f["ts"], 10, 64)
 	if err != nil {
-		return payments.Receipt{}, fmt.Errorf("decode stored created_at %q: %w", createdAt, err)
-	}
-	return payments.Receipt{
-		PaymentID:      id,
-		Status:         payments.Status(st),
-		Message:        message,
-		IdempotencyKey: key,
-		CreatedAt:      time.Unix(0, ts).UTC(),
-	}, nil
-}
-
-func decodePayment(f map[string]string) (payments.Payment, error) {
-	rc, err := decodeReceipt(f["id"], f["st"], f["msg"], f["ts"], f["ik"])
-	if err != nil {
-		return payments.Payment{}, err
+		return payments.Payment{}, fmt.Errorf("decode stored created_at %q: %w", f["ts"], err)
 	}
 	amount, err := strconv.ParseInt(f["amt"], 10, 64)
 	if err != nil {
@@ -398,16 +415,17 @@ func decodePayment(f map[string]string) (payments.Payment, error) {
 			return payments.Payment{}, fmt.Errorf("decode stored metadata: %w", err)
 		}
 	}
+	status := payments.Status(st)
 	return payments.Payment{
-		ID:             rc.PaymentID,
+		ID:             id,
 		MerchantID:     f["mer"],
-		Status:         rc.Status,
+		Status:         status,
 		AmountMinor:    amount,
 		Currency:       f["cur"],
 		OrderID:        f["ord"],
-		IdempotencyKey: rc.IdempotencyKey,
-		Message:        rc.Message,
-		CreatedAt:      rc.CreatedAt,
+		IdempotencyKey: f["ik"],
+		Message:        payments.Message(status, amount, f["cur"], f["ord"], f["fr"]),
+		CreatedAt:      time.Unix(0, ts).UTC(),
 		Metadata:       md,
 	}, nil
 }

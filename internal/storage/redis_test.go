@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -246,7 +247,49 @@ func TestKeysShareHashTag(t *testing.T) {
 	}
 }
 
-// TestMerchantScope shows the v2 layout: one idempotency key of two
+// TestStoredRecords pins what one payment stores: the idempotency record as
+// one string, and a payment hash without its id (in the key) or its message
+// (derived). Fewer, shorter fields are what keeps both in Redis's compact
+// encodings and each create cheap (BENCHMARKS.md, "CPU per call").
+func TestStoredRecords(t *testing.T) {
+	repo, mr := newRepo(t, Options{IdempotencyTTL: time.Hour, PaymentTTL: 48 * time.Hour})
+	req := request("k1")
+	req.Metadata = map[string]string{"cart": "c-9"}
+	p := payments.New(req, t0)
+	if _, _, err := repo.Create(context.Background(), p, payments.Fingerprint(req)); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := payments.ParseID(p.ID)
+	rec, err := mr.Get(IdempotencyKey("m_test", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := payments.Fingerprint(req) + ":" + p.ID + ":1795339800123456789"; rec != want {
+		t.Errorf("idempotency record = %q, want %q", rec, want)
+	}
+	want := map[string]string{
+		"st": "1", "ts": "1795339800123456789", "amt": strconv.FormatInt(req.AmountMinor, 10), "cur": req.Currency,
+		"ord": req.OrderID, "ik": "k1", "md": `{"cart":"c-9"}`, "mer": "m_test",
+	}
+	fields, err := mr.HKeys(PaymentKey(tag, p.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range fields {
+		got[f] = mr.HGet(PaymentKey(tag, p.ID), f)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("payment hash mismatch (-want +got):\n%s", diff)
+	}
+	for key, ttl := range map[string]time.Duration{IdempotencyKey("m_test", "k1"): time.Hour, PaymentKey(tag, p.ID): 48 * time.Hour} {
+		if got := mr.TTL(key); got != ttl {
+			t.Errorf("TTL of %s = %s, want %s", key, got, ttl)
+		}
+	}
+}
+
+// TestMerchantScope shows the v3 layout: one idempotency key of two
 // merchants is two records and two payments, a payment is invisible to
 // another merchant, and nothing is stored without a merchant.
 func TestMerchantScope(t *testing.T) {
@@ -264,8 +307,8 @@ func TestMerchantScope(t *testing.T) {
 		}
 	}
 	for _, k := range []string{IdempotencyKey("m_a", "shared"), IdempotencyKey("m_b", "shared")} {
-		if !strings.HasPrefix(k, "pmt:v2:{") || !mr.Exists(k) {
-			t.Errorf("idempotency record %q missing or outside the v2 layout", k)
+		if !strings.HasPrefix(k, "pmt:v3:{") || !mr.Exists(k) {
+			t.Errorf("idempotency record %q missing or outside the v3 layout", k)
 		}
 	}
 	got, err := repo.Get(ctx, "m_a", pa.ID)
@@ -288,7 +331,7 @@ func TestMerchantScope(t *testing.T) {
 	if _, err := repo.Get(ctx, "", pa.ID); !errors.Is(err, ErrNoMerchant) {
 		t.Errorf("Get() without a merchant = %v, want ErrNoMerchant", err)
 	}
-	if _, _, err := repo.Replay(ctx, "", "shared", ""); !errors.Is(err, ErrNoMerchant) {
+	if _, _, err := repo.Replay(ctx, noMerchant, ""); !errors.Is(err, ErrNoMerchant) {
 		t.Errorf("Replay() without a merchant = %v, want ErrNoMerchant", err)
 	}
 	if got := len(mr.Keys()); got != keys {
@@ -322,7 +365,9 @@ func TestReplayReadsOnly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := mr.Keys()
-			rc, outcome, err := repo.Replay(ctx, tt.merchant, tt.key, tt.fingerprint)
+			r := request(tt.key)
+			r.MerchantID = tt.merchant
+			rc, outcome, err := repo.Replay(ctx, r, tt.fingerprint)
 			if outcome != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("Replay() = %q, %v; want %q, %v", outcome, err, tt.want, tt.wantErr)
 			}
@@ -336,12 +381,20 @@ func TestReplayReadsOnly(t *testing.T) {
 			}
 		})
 	}
-	mr.HSet(IdempotencyKey("m_test", "k3"), "fp", payments.Fingerprint(req), "id", p.ID, "st", "x", "msg", "m", "ts", "1")
-	if _, _, err := repo.Replay(ctx, "m_test", "k3", payments.Fingerprint(req)); err == nil || errors.Is(err, payments.ErrNotFound) {
-		t.Errorf("Replay() of a corrupt record = %v, want a decoding error", err)
+	for name, rec := range map[string]string{
+		"no separators":     payments.Fingerprint(req) + p.ID,
+		"short fingerprint": "abc:" + p.ID + ":1",
+		"created_at":        payments.Fingerprint(req) + ":" + p.ID + ":x",
+	} {
+		if err := mr.Set(IdempotencyKey("m_test", "k3"), rec); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := repo.Replay(ctx, request("k3"), payments.Fingerprint(req)); err == nil || errors.Is(err, payments.ErrNotFound) {
+			t.Errorf("Replay() of a corrupt record (%s) = %v, want a decoding error", name, err)
+		}
 	}
 	mr.Close()
-	if _, _, err := repo.Replay(ctx, "m_test", "k1", payments.Fingerprint(req)); !errors.Is(err, payments.ErrUnavailable) {
+	if _, _, err := repo.Replay(ctx, req, payments.Fingerprint(req)); !errors.Is(err, payments.ErrUnavailable) {
 		t.Errorf("Replay() with Redis down = %v, want ErrUnavailable", err)
 	}
 }

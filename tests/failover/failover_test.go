@@ -470,26 +470,38 @@ func readFinal(t *testing.T, top *topology, ops []history.Op) history.Final {
 			batch, next, err := c.Scan(ctx, cursor, "pmt:*", 1000).Result()
 			must(t, err)
 			// One round trip per batch: runs leave tens of thousands of keys.
-			cmds := make([]*redis.MapStringStringCmd, len(batch))
+			// Payments are hashes, idempotency records strings.
+			pays := make([]*redis.MapStringStringCmd, len(batch))
+			idems := make([]*redis.StringCmd, len(batch))
 			_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for i, k := range batch {
-					cmds[i] = p.HGetAll(ctx, k)
+					switch {
+					case strings.Contains(k, ":pay:"):
+						pays[i] = p.HGetAll(ctx, k)
+					case strings.Contains(k, ":idem:"):
+						idems[i] = p.Get(ctx, k)
+					}
 				}
 				return nil
 			})
 			must(t, err)
 			for i, k := range batch {
-				f := cmds[i].Val()
 				switch {
-				case strings.Contains(k, ":pay:"):
-					final.Payments[f["id"]] = storedPayment(t, f)
-				case strings.Contains(k, ":idem:"):
+				case pays[i] != nil:
+					_, id, _ := strings.Cut(k, ":pay:")
+					final.Payments[id] = storedPayment(t, id, pays[i].Val())
+				case idems[i] != nil:
 					ck, ok := keys[k]
 					if !ok {
-						t.Errorf("idempotency record %s (%v) belongs to no key of this run", k, f)
+						t.Errorf("idempotency record %s (%q) belongs to no key of this run", k, idems[i].Val())
 						continue
 					}
-					final.Keys[ck] = f["id"]
+					id, err := storage.RecordPaymentID(idems[i].Val())
+					if err != nil {
+						t.Errorf("idempotency record %s: %v", k, err)
+						continue
+					}
+					final.Keys[ck] = id
 				}
 			}
 			if cursor = next; cursor == 0 {
@@ -502,7 +514,7 @@ func readFinal(t *testing.T, top *topology, ops []history.Op) history.Final {
 }
 
 // storedPayment decodes a payment hash as the storage package writes it.
-func storedPayment(t *testing.T, f map[string]string) history.Stored {
+func storedPayment(t *testing.T, id string, f map[string]string) history.Stored {
 	t.Helper()
 	amount, err1 := strconv.ParseInt(f["amt"], 10, 64)
 	st, err2 := strconv.Atoi(f["st"])
@@ -511,7 +523,7 @@ func storedPayment(t *testing.T, f map[string]string) history.Stored {
 		t.Errorf("undecodable payment record %v", f)
 	}
 	return history.Stored{
-		PaymentID: f["id"], Key: f["ik"], AmountMinor: amount, Currency: f["cur"],
+		PaymentID: id, Key: f["ik"], AmountMinor: amount, Currency: f["cur"],
 		OrderID: f["ord"], Status: int32(st), CreatedAt: time.Unix(0, ts).UTC(),
 	}
 }

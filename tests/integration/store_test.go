@@ -100,9 +100,14 @@ func checkNoPartialRecords(t *testing.T, c redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, k := range scanKeys(t, c, idempotencyPattern) {
-		id, err := c.HGet(ctx, k, "id").Result()
+		rec, err := c.Get(ctx, k).Result()
 		if err != nil {
-			t.Errorf("idempotency record %s: HGET id: %v", k, err)
+			t.Errorf("idempotency record %s: GET: %v", k, err)
+			continue
+		}
+		id, err := storage.RecordPaymentID(rec)
+		if err != nil {
+			t.Errorf("idempotency record %s: %v", k, err)
 			continue
 		}
 		tag, err := payments.ParseID(id)

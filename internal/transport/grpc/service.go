@@ -21,7 +21,7 @@ import (
 // Store is what the handlers need from persistence.
 type Store interface {
 	Create(ctx context.Context, p payments.Payment, fingerprint string) (payments.Receipt, payments.Outcome, error)
-	Replay(ctx context.Context, merchantID, idempotencyKey, fingerprint string) (payments.Receipt, payments.Outcome, error)
+	Replay(ctx context.Context, req payments.Request, fingerprint string) (payments.Receipt, payments.Outcome, error)
 	Get(ctx context.Context, merchantID, id string) (payments.Payment, error)
 }
 
@@ -108,7 +108,7 @@ func (s *Service) create(ctx context.Context, req payments.Request, fingerprint 
 		return payments.Receipt{}, "", err
 	}
 	if !d.Allowed {
-		rc, outcome, err := s.store.Replay(ctx, req.MerchantID, req.IdempotencyKey, fingerprint)
+		rc, outcome, err := s.store.Replay(ctx, req, fingerprint)
 		if errors.Is(err, payments.ErrNotFound) {
 			return payments.Receipt{}, "", &quotaError{method: "RequestPayment", merchant: req.MerchantID, decision: d}
 		}

@@ -398,7 +398,7 @@ func (s stubStore) Get(ctx context.Context, _, _ string) (payments.Payment, erro
 	return payments.Payment{}, err
 }
 
-func (s stubStore) Replay(ctx context.Context, _, _, _ string) (payments.Receipt, payments.Outcome, error) {
+func (s stubStore) Replay(ctx context.Context, _ payments.Request, _ string) (payments.Receipt, payments.Outcome, error) {
 	return s.Create(ctx, payments.Payment{}, "")
 }
 
