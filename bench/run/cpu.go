@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,62 @@ type cpuRow struct {
 	redisUs          float64 // redis-server's CPU µs per call (payments-svc only)
 	cmds             string  // Redis commands per call
 	scriptUs         float64 // µs per call Redis spent in scripts outside the commands they call
+	svcMin, svcMax   float64 // the range of svcUs over the rounds
+}
+
+// median is the run with the median server CPU of a target's rounds (the
+// upper middle one of an even number: the figure never flatters), with the
+// range over all of them.
+func median(runs []cpuRow) cpuRow {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b cpuRow) int { return cmp.Compare(a.svcUs, b.svcUs) })
+	m := sorted[len(sorted)/2]
+	m.svcMin, m.svcMax = sorted[0].svcUs, sorted[len(sorted)-1].svcUs
+	return m
+}
+
+// cpuRun loads one target with one scenario at one rate and measures it.
+func (b *bench) cpuRun(t *target, sc cpuScenario, rate int, d time.Duration, round, redisPid int, profile bool, profileDir string) (cpuRow, error) {
+	run := fmt.Sprintf("cpu-%s-%d-%d", strings.ReplaceAll(t.name, " ", ""), rate, round)
+	var prof *profiler
+	if profile {
+		prof = startProfiles(t.admin, d)
+	}
+	if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
+		return cpuRow{}, err
+	}
+	cpu0, rcpu0 := procCPU(t.pid), procCPU(redisPid)
+	var r *loadReport
+	var err error
+	if sc.method == "" {
+		r, err = b.webhookRate(t, rate, d)
+	} else {
+		var data string
+		if data, err = sc.data(t, run); err == nil {
+			r, err = b.ghzRate(sc.method, data, t.grpc, rate, d)
+		}
+	}
+	if err != nil {
+		return cpuRow{}, err
+	}
+	cpu, rcpu := procCPU(t.pid)-cpu0, procCPU(redisPid)-rcpu0
+	row := cpuRow{scenario: sc.name, target: t.name, rate: rate, calls: r.Count, errs: r.errors(),
+		p50: r.pct(50), p99: r.pct(99), svcUs: perCallUs(cpu, r.Count)}
+	if !t.noop {
+		cmds, err := redisCommandStats(b.rdb)
+		if err != nil {
+			return cpuRow{}, err
+		}
+		row.redisUs = perCallUs(rcpu, r.Count)
+		row.cmds, row.scriptUs = cmds.perCall(r.Count)
+	}
+	fmt.Fprintf(os.Stderr, "bench: %s at %d/s on %s: %.0f µs/call (Redis %.0f)\n", sc.name, rate, t.name, row.svcUs, row.redisUs)
+	if prof != nil {
+		if err := prof.save(profileDir); err != nil {
+			return cpuRow{}, err
+		}
+	}
+	return row, nil
 }
 
 type cpuScenario struct {
@@ -121,47 +178,22 @@ func (b *bench) cpuBudget(targets []*target, rates []int, d time.Duration, profi
 			if b.only != "" && !strings.Contains(sc.name, b.only) {
 				continue
 			}
-			for i, t := range targets {
-				run := fmt.Sprintf("cpu-%s-%d-%d", strings.ReplaceAll(t.name, " ", ""), rate, i)
-				var prof *profiler
-				if profileDir != "" && i == len(targets)-1 && sc.creates && rate == rates[len(rates)-1] {
-					prof = startProfiles(t.admin, d)
-				}
-				if err := b.rdb.ConfigResetStat(context.Background()).Err(); err != nil {
-					return err
-				}
-				cpu0, rcpu0 := procCPU(t.pid), procCPU(redisPid)
-				var r *loadReport
-				var err error
-				if sc.method == "" {
-					r, err = b.webhookRate(t, rate, d)
-				} else {
-					var data string
-					if data, err = sc.data(t, run); err == nil {
-						r, err = b.ghzRate(sc.method, data, t.grpc, rate, d)
-					}
-				}
-				if err != nil {
-					return err
-				}
-				cpu, rcpu := procCPU(t.pid)-cpu0, procCPU(redisPid)-rcpu0
-				row := cpuRow{scenario: sc.name, target: t.name, rate: rate, calls: r.Count, errs: r.errors(),
-					p50: r.pct(50), p99: r.pct(99), svcUs: perCallUs(cpu, r.Count)}
-				if !t.noop {
-					cmds, err := redisCommandStats(b.rdb)
+			// Each round loads every target once, starting one further along
+			// the list, so no target always runs first or right after another.
+			byTarget := make([][]cpuRow, len(targets))
+			for round := range b.rounds {
+				for k := range targets {
+					i := (k + round) % len(targets)
+					row, err := b.cpuRun(targets[i], sc, rate, d, round, redisPid,
+						profileDir != "" && round == 0 && i == len(targets)-1 && sc.creates && rate == rates[len(rates)-1], profileDir)
 					if err != nil {
 						return err
 					}
-					row.redisUs = perCallUs(rcpu, r.Count)
-					row.cmds, row.scriptUs = cmds.perCall(r.Count)
+					byTarget[i] = append(byTarget[i], row)
 				}
-				rows = append(rows, row)
-				fmt.Fprintf(os.Stderr, "bench: %s at %d/s on %s: %.0f µs/call (Redis %.0f)\n", sc.name, rate, t.name, row.svcUs, row.redisUs)
-				if prof != nil {
-					if err := prof.save(profileDir); err != nil {
-						return err
-					}
-				}
+			}
+			for _, runs := range byTarget {
+				rows = append(rows, median(runs))
 			}
 		}
 	}
@@ -176,10 +208,11 @@ func (b *bench) cpuBudget(targets []*target, rates []int, d time.Duration, profi
 		if r.target != "no-op" {
 			redisUs, script = fmt.Sprintf("%.0f", r.redisUs), fmt.Sprintf("%.1f", r.scriptUs)
 		}
-		fmt.Printf("| %s | %d | %s | %d | %d | %.2f | %.2f | %.0f | %s | %s | %s | %s |\n", r.scenario, r.rate, r.target, r.calls, r.errs,
-			r.p50, r.p99, r.svcUs, ratio, redisUs, orDash(r.cmds), script)
+		fmt.Printf("| %s | %d | %s | %d | %d | %.2f | %.2f | %.0f (%.0f–%.0f) | %s | %s | %s | %s |\n", r.scenario, r.rate, r.target, r.calls, r.errs,
+			r.p50, r.p99, r.svcUs, r.svcMin, r.svcMax, ratio, redisUs, orDash(r.cmds), script)
 	}
 	fmt.Println()
+	fmt.Printf("Each figure is the median of %d runs (the server CPU range over them in brackets).\n", b.rounds)
 	fmt.Println("\"÷ no-op\" divides by the no-op server's CPU per call for the same scenario and rate. \"Lua outside commands\"")
 	fmt.Println("is INFO commandstats' time in EVALSHA less the time of the commands the script called: the interpreter's own cost.")
 	fmt.Println()

@@ -60,11 +60,12 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "length of each ghz run")
 	concFlag := flag.String("concurrency", "1,16,64", "comma-separated ghz concurrencies")
 	memN := flag.Int("memory-payments", 100_000, "payments stored to measure Redis memory per payment (0 skips)")
-	suite := flag.String("suite", "all", `"all", or "cpu" for the CPU budget alone`)
+	suite := flag.String("suite", "all", `"all", "cpu" for the CPU budget alone, or "memory" for Redis memory per payment alone`)
 	ratesFlag := flag.String("rates", "500,2000", "comma-separated offered rates (calls/s) of the CPU budget")
 	cpuDuration := flag.Duration("cpu-duration", 5*time.Second, "length of each CPU budget run")
 	baseline := flag.String("baseline", "", "a git revision whose server the CPU budget measures beside the working tree's, in the same run")
 	profile := flag.String("profile", "", "directory for the service's CPU and allocation profiles during the CPU budget's new-key run at the highest rate")
+	rounds := flag.Int("rounds", 3, "runs of every CPU budget scenario on every server; the median is reported")
 	only := flag.String("only", "", "run only the CPU budget scenarios whose name contains this")
 	flag.Parse()
 	conc, err := ints(*concFlag)
@@ -75,10 +76,10 @@ func main() {
 	if err != nil {
 		fatal(fmt.Errorf("-rates: %w", err))
 	}
-	if *suite != "all" && *suite != "cpu" {
-		fatal(fmt.Errorf("-suite %q: want all or cpu", *suite))
+	if *suite != "all" && *suite != "cpu" && *suite != "memory" {
+		fatal(fmt.Errorf("-suite %q: want all, cpu or memory", *suite))
 	}
-	b := &bench{duration: *duration, conc: conc, suite: *suite, rates: rates, cpuDuration: *cpuDuration, baseline: *baseline, profile: *profile, only: *only}
+	b := &bench{duration: *duration, conc: conc, suite: *suite, rates: rates, cpuDuration: *cpuDuration, baseline: *baseline, profile: *profile, only: *only, rounds: max(*rounds, 1)}
 	defer b.cleanup()
 	if err := b.run(*memN); err != nil {
 		b.cleanup()
@@ -119,6 +120,7 @@ type bench struct {
 	baseline    string // git revision, built from a worktree under tmp
 	profile     string
 	only        string // CPU budget scenario filter
+	rounds      int
 	worktree    string
 }
 
@@ -171,6 +173,9 @@ func (b *bench) run(memN int) error {
 	}
 	if err := b.startRedis(); err != nil {
 		return err
+	}
+	if b.suite == "memory" {
+		return b.memory(memN)
 	}
 	svcL, err := b.startServer(filepath.Join(b.tmp, "payments-svc"), "redis reachable: serving", b.svcEnv()...)
 	if err != nil {
@@ -330,20 +335,28 @@ func (b *bench) run(memN int) error {
 	if err := b.redisFloor(); err != nil {
 		return err
 	}
-	if memN > 0 {
-		// Redis's default hash-max-listpack-value is 64 bytes; the stored
-		// message is longer, which turns both hashes of a payment into the
-		// larger hashtable encoding. The second pass prices raising it.
-		for _, v := range []string{"64", "128"} {
-			if err := b.rdb.ConfigSet(context.Background(), "hash-max-listpack-value", v).Err(); err != nil {
-				return err
-			}
-			if err := b.memoryPerPayment(memN, v); err != nil {
-				return err
-			}
-		}
+	if err := b.memory(memN); err != nil {
+		return err
 	}
 	fmt.Printf("Load average at the end: %s\n", loadavg())
+	return nil
+}
+
+// memory measures Redis memory per payment with Redis's default
+// hash-max-listpack-value (64 bytes: a longer field value turns a hash into
+// the larger hashtable encoding) and with 128.
+func (b *bench) memory(n int) error {
+	if n <= 0 {
+		return nil
+	}
+	for _, v := range []string{"64", "128"} {
+		if err := b.rdb.ConfigSet(context.Background(), "hash-max-listpack-value", v).Err(); err != nil {
+			return err
+		}
+		if err := b.memoryPerPayment(n, v); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -369,7 +382,7 @@ func (b *bench) cpuSuite(noop, svc *target) error {
 	targets = append(targets, svc)
 	pending := 0
 	for _, r := range b.rates {
-		pending += int(float64(r)*b.cpuDuration.Seconds()) + r
+		pending += (int(float64(r)*b.cpuDuration.Seconds()) + r) * b.rounds
 	}
 	for _, t := range targets[1:] {
 		ids, err := seed(t.grpc)
@@ -861,9 +874,9 @@ func (b *bench) redisFloor() error {
 		args []string
 	}{
 		{"EVALSHA trivial script (return 1)", []string{"EVALSHA", trivial, "0"}},
-		{"EVALSHA create.lua, new keys", []string{"EVALSHA", create, "2", "pmt:v2:{__rand_int__}:idem:m_dev:x", "pmt:v2:{__rand_int__}:pay:y",
-			"fp", "86400000", "0", "pay_01JXXXXXXXXXXXXXXXXXXXXXXX_0123abcd", "1", "Payment of 12.50 EUR for order bench-order is pending",
-			"1764000000000000000", "1250", "EUR", "bench-order", "bench-key", "", "0", "m_dev"}},
+		{"EVALSHA create.lua, new keys", []string{"EVALSHA", create, "2", "pmt:v3:{__rand_int__}:idem:m_dev:x", "pmt:v3:{__rand_int__}:pay:y",
+			strings.Repeat("f", 64) + ":pay_01JXXXXXXXXXXXXXXXXXXXXXXX_0123abcd:1764000000000000000", "86400000", "0", "0",
+			"st", "1", "ts", "1764000000000000000", "amt", "1250", "cur", "EUR", "ord", "bench-order", "ik", "bench-key", "md", "", "mer", "m_dev"}},
 	}
 	fmt.Println("## Redis floor (redis-benchmark, same Redis)")
 	fmt.Println()
@@ -920,6 +933,7 @@ func (b *bench) memoryPerPayment(n int, listpackValue string) error {
 					return
 				}
 				req := payments.Request{
+					MerchantID:  auth.DevMerchant,
 					AmountMinor: 1250, Currency: "EUR",
 					OrderID:        fmt.Sprintf("order-%08d", i),
 					IdempotencyKey: fmt.Sprintf("%08d-6f1c-4d2a-9b3e-0c5d7e8f9a1b", i), // UUID-sized
