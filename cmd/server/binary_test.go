@@ -212,6 +212,26 @@ func (g *gate) waitHeld(t *testing.T, n int) {
 	}
 }
 
+// waitRefused waits until addr refuses TCP connections. "shutdown started"
+// is logged before the drain closes the listeners, and a connection accepted
+// in between is served like any in-flight call.
+func waitRefused(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(logWait)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return
+		}
+		if err == nil {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s %v after SIGTERM: got %v, want connection refused", addr, logWait, err)
+		}
+	}
+}
+
 func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
 	mr := miniredis.RunT(t)
 	g := newGate(t, mr.Addr())
@@ -242,6 +262,7 @@ func TestBinaryGracefulShutdownDuringInFlightCalls(t *testing.T) {
 
 	p.Signal(syscall.SIGTERM)
 	p.WaitLog("shutdown started", logWait)
+	waitRefused(t, addr)
 
 	// A new connection is refused while the old calls are still running.
 	late := dial(t, addr)
