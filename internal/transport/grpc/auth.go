@@ -54,9 +54,9 @@ func authenticate(a Authenticator) grpc.UnaryServerInterceptor {
 
 func credentialsOf(ctx context.Context) auth.Credentials {
 	var c auth.Credentials
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		c.Authorization = md.Get("authorization")
-	}
+	// ValueFromIncomingContext reads the one key; FromIncomingContext
+	// would copy every header of the call first.
+	c.Authorization = metadata.ValueFromIncomingContext(ctx, "authorization")
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			c.VerifiedChains = ti.State.VerifiedChains
