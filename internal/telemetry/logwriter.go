@@ -41,7 +41,9 @@ func NewLogWriter(w io.Writer, interval time.Duration) *LogWriter {
 		for {
 			select {
 			case <-t.C:
-				lw.Flush()
+				// A failed flush has dropped its batch (see Write); there
+				// is nowhere left to report it.
+				_ = lw.Flush()
 			case <-lw.done:
 				return
 			}
