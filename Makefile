@@ -153,11 +153,14 @@ bench: ## benchmarks, never pass/fail: micro-benchmarks, a CPU profile of the ho
 # working tree's in the same run, for before/after figures.
 BASELINE ?=
 CPU_RATES ?= 500,2000
+# SERVER_PROCS sets the servers' GOMAXPROCS: 1 is what the chart's CPU limit
+# of one core gives a pod.
+SERVER_PROCS ?=
 
 .PHONY: bench-cpu
-bench-cpu: ## CPU µs per call of payments-svc, redis-server and the no-op at fixed offered rates (CPU_RATES); BASELINE=<rev> adds that revision's server; profiles in bin/bench
+bench-cpu: ## CPU µs per call of payments-svc, redis-server and the no-op at fixed offered rates (CPU_RATES); BASELINE=<rev> adds that revision's server, SERVER_PROCS=1 runs them as the chart does; profiles in bin/bench
 	@mkdir -p $(BENCH_OUT)
-	go run ./bench/run -suite cpu -rates $(CPU_RATES) $(if $(BASELINE),-baseline $(BASELINE)) -profile $(BENCH_OUT) | tee $(BENCH_OUT)/cpu.md
+	go run ./bench/run -suite cpu -rates $(CPU_RATES) $(if $(BASELINE),-baseline $(BASELINE)) $(if $(SERVER_PROCS),-gomaxprocs $(SERVER_PROCS)) -profile $(BENCH_OUT) | tee $(BENCH_OUT)/cpu.md
 
 # The Prometheus server `make dashboard-png` scrapes the service with: the
 # same pinned module as PROMTOOL, service discovery left out; the UI is not used.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -160,7 +158,11 @@ func (b *bench) cpuBudget(targets []*target, rates []int, d time.Duration, profi
 	redisPid := b.procs[0].Process.Pid
 	fmt.Printf("## CPU per call at a fixed offered rate\n\n")
 	fmt.Printf("ghz --rps R --concurrency %d --connections 1 (gRPC) and vegeta at rate R with %d workers (webhook), %s per run, after a warm-up.\n", cpuConcurrency, cpuConcurrency, d)
-	fmt.Printf("CPU is user+system time from /proc/<pid>/stat (10 ms ticks) over the run, divided by its calls. Load average: %s.\n\n", loadavg())
+	procs := "the Go default"
+	if b.gomaxprocs > 0 {
+		procs = strconv.Itoa(b.gomaxprocs)
+	}
+	fmt.Printf("CPU is user+system time from /proc/<pid>/stat (10 ms ticks) over the run, divided by its calls. Servers' GOMAXPROCS: %s. Load average: %s.\n\n", procs, loadavg())
 
 	// Warm-up: connections, script cache, pools, the runtime's heap size.
 	// The profile starts with the load: ghz is a running process by then.
@@ -245,40 +247,14 @@ func perCallUs(cpu time.Duration, calls uint64) float64 {
 // ghzRate runs ghz at a fixed rate: --rps paces the calls, and
 // --concurrency bounds how many are in flight.
 func (b *bench) ghzRate(method, data, addr string, rate int, d time.Duration) (*loadReport, error) {
-	args := []string{"run", ghz,
-		"--insecure",
-		"--proto", filepath.Join(b.root, "proto/payments/v1/payments.proto"),
-		"--import-paths", filepath.Join(b.root, "proto"),
-		"--call", "payments.v1.PaymentService." + method,
-		"--metadata", `{"authorization":"Bearer ` + auth.DevKey + `"}`,
-		"--data", data,
-		"--rps", strconv.Itoa(rate),
-		"--concurrency", strconv.Itoa(cpuConcurrency),
-		"--connections", "1",
-		"--duration", d.String(),
-		"--timeout", "10s",
-		"--format", "json",
-		addr,
+	r, err := b.runGhz(method, data, addr, cpuConcurrency, rate, d)
+	if err != nil {
+		return nil, err
 	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = b.root
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("ghz %s at %d/s on %s: %w\n%s", method, rate, addr, err, stderr.String())
-	}
-	var r loadReport
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		return nil, fmt.Errorf("ghz output: %w", err)
-	}
-	r.summarise()
 	// Calls ghz cut itself at the end of the run were never answered: they
 	// are not calls the server finished.
 	r.Count -= uint64(r.cut)
-	if r.errors() > 0 {
-		fmt.Fprintf(os.Stderr, "bench: %s at %d/s on %s: failed calls by code %v\n", method, rate, addr, r.byCode)
-	}
-	return &r, nil
+	return r, nil
 }
 
 // webhookRate posts signed settlement events at a fixed rate, each settling

@@ -66,6 +66,7 @@ func main() {
 	baseline := flag.String("baseline", "", "a git revision whose server the CPU budget measures beside the working tree's, in the same run")
 	profile := flag.String("profile", "", "directory for the service's CPU and allocation profiles during the CPU budget's new-key run at the highest rate")
 	rounds := flag.Int("rounds", 3, "runs of every CPU budget scenario on every server; the median is reported")
+	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS of every server (0: the Go default, all cores); the chart's CPU limit of 1 gives 1")
 	only := flag.String("only", "", "run only the CPU budget scenarios whose name contains this")
 	flag.Parse()
 	conc, err := ints(*concFlag)
@@ -79,7 +80,7 @@ func main() {
 	if *suite != "all" && *suite != "cpu" && *suite != "memory" {
 		fatal(fmt.Errorf("-suite %q: want all, cpu or memory", *suite))
 	}
-	b := &bench{duration: *duration, conc: conc, suite: *suite, rates: rates, cpuDuration: *cpuDuration, baseline: *baseline, profile: *profile, only: *only, rounds: max(*rounds, 1)}
+	b := &bench{duration: *duration, conc: conc, suite: *suite, rates: rates, cpuDuration: *cpuDuration, baseline: *baseline, profile: *profile, only: *only, rounds: max(*rounds, 1), gomaxprocs: *procs}
 	defer b.cleanup()
 	if err := b.run(*memN); err != nil {
 		b.cleanup()
@@ -121,6 +122,7 @@ type bench struct {
 	profile     string
 	only        string // CPU budget scenario filter
 	rounds      int
+	gomaxprocs  int
 	worktree    string
 }
 
@@ -517,6 +519,9 @@ type listeners struct{ grpc, http, admin string }
 func (b *bench) startServer(bin, readyMsg string, env ...string) (listeners, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), env...)
+	if b.gomaxprocs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(b.gomaxprocs))
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -749,26 +754,34 @@ func redisCommands(c *redis.Client) (map[string]int64, error) {
 }
 
 func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*loadReport, error) {
+	return b.runGhz(sc.method, sc.data, addr, c, 0, d)
+}
+
+// runGhz runs ghz against addr with c calls in flight at most, paced to rate
+// calls a second (0: as fast as they are answered), and reads its report.
+func (b *bench) runGhz(method, data, addr string, c, rate int, d time.Duration) (*loadReport, error) {
 	args := []string{"run", ghz,
 		"--insecure",
 		"--proto", filepath.Join(b.root, "proto/payments/v1/payments.proto"),
 		"--import-paths", filepath.Join(b.root, "proto"),
-		"--call", "payments.v1.PaymentService." + sc.method,
+		"--call", "payments.v1.PaymentService." + method,
 		"--metadata", `{"authorization":"Bearer ` + auth.DevKey + `"}`,
-		"--data", sc.data,
+		"--data", data,
 		"--concurrency", strconv.Itoa(c),
 		"--connections", "1",
 		"--duration", d.String(),
 		"--timeout", "10s",
 		"--format", "json",
-		addr,
 	}
-	cmd := exec.Command("go", args...)
+	if rate > 0 {
+		args = append(args, "--rps", strconv.Itoa(rate))
+	}
+	cmd := exec.Command("go", append(args, addr)...)
 	cmd.Dir = b.root
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("ghz %s c=%d on %s: %w\n%s", sc.name, c, addr, err, stderr.String())
+		return nil, fmt.Errorf("ghz %s c=%d rate=%d on %s: %w\n%s", method, c, rate, addr, err, stderr.String())
 	}
 	var r loadReport
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
@@ -776,7 +789,7 @@ func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*loadRepo
 	}
 	r.summarise()
 	if r.errors() > 0 {
-		fmt.Fprintf(os.Stderr, "bench: %s c=%d on %s: failed calls by code %v\n", sc.name, c, addr, r.byCode)
+		fmt.Fprintf(os.Stderr, "bench: %s c=%d rate=%d on %s: failed calls by code %v\n", method, c, rate, addr, r.byCode)
 	}
 	return &r, nil
 }
