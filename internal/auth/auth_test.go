@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/payments-svc/payments-svc/internal/testsupport"
 )
 
 func mustKey(t *testing.T, env string) string {
@@ -166,24 +168,6 @@ func TestAuthenticate(t *testing.T) {
 	})
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // replace writes data beside path and renames it over path, as a Kubernetes
 // Secret volume update does.
 func replace(t *testing.T, path, data string) {
@@ -201,7 +185,7 @@ func TestKeyFileReloads(t *testing.T) {
 	oldKey, newKey := mustKey(t, "live"), mustKey(t, "live")
 	path := filepath.Join(t.TempDir(), "keys")
 	replace(t, path, Line("m_a", oldKey))
-	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	clk := testsupport.NewClock(time.Unix(1_800_000_000, 0))
 	var reloads []int
 	var failures []error
 	var mu sync.Mutex
@@ -245,7 +229,7 @@ func TestKeyFileReloads(t *testing.T) {
 			if s.write != "" {
 				replace(t, path, s.write)
 			}
-			clk.Add(s.advance)
+			clk.Advance(s.advance)
 			if got := who(oldKey); got != s.wantOld {
 				t.Errorf("old key: got %s, want %s", got, s.wantOld)
 			}
@@ -269,7 +253,7 @@ func TestKeyFileReloads(t *testing.T) {
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 		if got := who(newKey); got != "m_b" {
 			t.Errorf("after removal: got %s, want m_b", got)
 		}

@@ -7,28 +7,12 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payments-svc/payments-svc/internal/payments"
+	"github.com/payments-svc/payments-svc/internal/testsupport"
 )
-
-func newTracer(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	return tp, exp
-}
-
-func spanAttrs(s tracetest.SpanStub) map[string]string {
-	m := map[string]string{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.String()
-	}
-	return m
-}
 
 // checkScriptSpans finds, under parent, a client span named "<command>
 // <script>" with the payments.script attribute for each script, and no span
@@ -39,7 +23,7 @@ func checkScriptSpans(t *testing.T, exp *tracetest.InMemoryExporter, parent trac
 	var names []string
 	for _, s := range exp.GetSpans() {
 		names = append(names, s.Name)
-		a := spanAttrs(s)
+		a := testsupport.SpanAttrs(s)
 		for k, v := range a {
 			if strings.Contains(v, "k-traced") || strings.Contains(v, "web") || k == "db.statement" {
 				t.Fatalf("span %q leaks %s=%s", s.Name, k, v)
@@ -66,7 +50,7 @@ func checkScriptSpans(t *testing.T, exp *tracetest.InMemoryExporter, parent trac
 // (answered NOSCRIPT) and its EVAL fallback, then the settlement's EVALSHA.
 func TestTracingNamesScripts(t *testing.T) {
 	t.Parallel()
-	tp, exp := newTracer(t)
+	tp, exp := testsupport.NewTracer(t)
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DisableIdentity: true})
 	t.Cleanup(func() { client.Close() })
@@ -92,7 +76,7 @@ func TestTracingNamesScripts(t *testing.T) {
 	})
 	for _, s := range exp.GetSpans() {
 		if s.Name == "ping" {
-			if _, ok := spanAttrs(s)[AttrScript]; ok {
+			if _, ok := testsupport.SpanAttrs(s)[AttrScript]; ok {
 				t.Fatal("a plain command got a script name")
 			}
 			return
@@ -105,7 +89,7 @@ func TestTracingNamesScripts(t *testing.T) {
 // and WAIT go as one pipeline, whose span carries the script name.
 func TestTracingPipelineNamesScript(t *testing.T) {
 	t.Parallel()
-	tp, exp := newTracer(t)
+	tp, exp := testsupport.NewTracer(t)
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DisableIdentity: true})
 	t.Cleanup(func() { client.Close() })
@@ -130,7 +114,7 @@ func TestTracingPipelineNamesScript(t *testing.T) {
 // clients, named the same way.
 func TestTracingCluster(t *testing.T) {
 	t.Parallel()
-	tp, exp := newTracer(t)
+	tp, exp := testsupport.NewTracer(t)
 	mr := miniredis.RunT(t)
 	client := redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs: []string{mr.Addr()}, MaxRetries: -1, DisableIdentity: true,
@@ -159,7 +143,7 @@ func TestTracingCluster(t *testing.T) {
 // error, not a silent gap.
 func TestTracingUnsupportedClient(t *testing.T) {
 	t.Parallel()
-	tp, _ := newTracer(t)
+	tp, _ := testsupport.NewTracer(t)
 	var c redis.UniversalClient = unsupportedClient{}
 	if err := InstrumentTracing(c, tp); err == nil {
 		t.Fatal("no error")

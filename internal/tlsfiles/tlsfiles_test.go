@@ -22,28 +22,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
+	"github.com/payments-svc/payments-svc/internal/testsupport"
 	"github.com/payments-svc/payments-svc/internal/tlsfiles"
 	"github.com/payments-svc/payments-svc/internal/tlsfiles/tlstest"
 )
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock is a settable clock for Options.Now.
+func newClock() *testsupport.Clock {
+	return testsupport.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // grpcServer serves grpc.health.v1 over TLS with cfg and records the client

@@ -15,6 +15,7 @@ import (
 
 	"github.com/payments-svc/payments-svc/internal/storage"
 	"github.com/payments-svc/payments-svc/internal/telemetry"
+	"github.com/payments-svc/payments-svc/internal/testsupport"
 	paymentsv1 "github.com/payments-svc/payments-svc/proto/payments/v1"
 )
 
@@ -25,14 +26,6 @@ func tracedEnv(t *testing.T) (*env, *tracetest.InMemoryExporter) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return startOpts(t, opts{tp: tp}), exp
-}
-
-func attrsOf(s tracetest.SpanStub) map[string]string {
-	m := map[string]string{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.String()
-	}
-	return m
 }
 
 // spansWhen returns the exported spans once done holds for them. A gRPC
@@ -104,7 +97,7 @@ func TestTraceServerSpan(t *testing.T) {
 	slices.SortFunc(reqs, func(a, b tracetest.SpanStub) int { return a.StartTime.Compare(b.StartTime) })
 	for i, want := range []string{"created", "replayed", "mismatch"} {
 		s := reqs[i]
-		a := attrsOf(s)
+		a := testsupport.SpanAttrs(s)
 		if s.SpanKind != trace.SpanKindServer || s.SpanContext.TraceID().String() != parentTrace || s.Parent.SpanID().String() != parentSpan {
 			t.Fatalf("span %d: kind %v, trace %s, parent %s", i, s.SpanKind, s.SpanContext.TraceID(), s.Parent.SpanID())
 		}
@@ -116,12 +109,12 @@ func TestTraceServerSpan(t *testing.T) {
 		}
 	}
 	gets := spansNamed(spans, "payments.v1.PaymentService/GetPayment")
-	if len(gets) != 1 || attrsOf(gets[0])[telemetry.AttrPaymentID] != created.GetPaymentId() || attrsOf(gets[0])[telemetry.AttrMerchantID] != "m_a" {
+	if len(gets) != 1 || testsupport.SpanAttrs(gets[0])[telemetry.AttrPaymentID] != created.GetPaymentId() || testsupport.SpanAttrs(gets[0])[telemetry.AttrMerchantID] != "m_a" {
 		t.Fatalf("GetPayment spans %v", gets)
 	}
 
 	for _, s := range spans {
-		for k, v := range attrsOf(s) {
+		for k, v := range testsupport.SpanAttrs(s) {
 			for _, secret := range []string{keyA, idemKey, "metadata-value-never-on-a-span", "do-not-log-me", "secret-ish"} {
 				if strings.Contains(v, secret) || strings.Contains(k, secret) {
 					t.Fatalf("span %q attribute %s=%s holds %q", s.Name, k, v, secret)
@@ -140,8 +133,8 @@ func TestTraceServerSpan(t *testing.T) {
 		t.Fatalf("no evalsha create.lua span among %v", names)
 	}
 	ev := evals[0]
-	if ev.Parent.SpanID() != reqs[0].SpanContext.SpanID() || ev.SpanKind != trace.SpanKindClient || attrsOf(ev)[storage.AttrScript] != "create.lua" {
-		t.Fatalf("evalsha span: parent %s (server %s), kind %v, attributes %v", ev.Parent.SpanID(), reqs[0].SpanContext.SpanID(), ev.SpanKind, attrsOf(ev))
+	if ev.Parent.SpanID() != reqs[0].SpanContext.SpanID() || ev.SpanKind != trace.SpanKindClient || testsupport.SpanAttrs(ev)[storage.AttrScript] != "create.lua" {
+		t.Fatalf("evalsha span: parent %s (server %s), kind %v, attributes %v", ev.Parent.SpanID(), reqs[0].SpanContext.SpanID(), ev.SpanKind, testsupport.SpanAttrs(ev))
 	}
 
 	// Every call's log line names its server span.

@@ -10,30 +10,14 @@ import (
 	"testing"
 	"time"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payments-svc/payments-svc/internal/auth"
 	"github.com/payments-svc/payments-svc/internal/storage"
 	"github.com/payments-svc/payments-svc/internal/telemetry"
+	"github.com/payments-svc/payments-svc/internal/testsupport"
 )
-
-func newTracer(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	return tp, exp
-}
-
-func spanAttrs(s tracetest.SpanStub) map[string]string {
-	m := map[string]string{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.String()
-	}
-	return m
-}
 
 // spanNamed returns the only span with the name, or fails.
 func spanNamed(t *testing.T, spans tracetest.SpanStubs, name string) tracetest.SpanStub {
@@ -74,7 +58,7 @@ func logLine(t *testing.T, logs string, rid string) map[string]any {
 // carries the trace id as an exemplar on the OpenMetrics exposition.
 func TestTraceWebhookSpan(t *testing.T) {
 	t.Parallel()
-	tp, exp := newTracer(t)
+	tp, exp := testsupport.NewTracer(t)
 	e := startTraced(t, storage.Options{IdempotencyTTL: time.Hour}, tp)
 	id := e.payment(t)
 
@@ -90,7 +74,7 @@ func TestTraceWebhookSpan(t *testing.T) {
 	spans := exp.GetSpans()
 	var ok, forged tracetest.SpanStub
 	for _, s := range spans {
-		switch spanAttrs(s)[telemetry.AttrRequestID] {
+		switch testsupport.SpanAttrs(s)[telemetry.AttrRequestID] {
 		case r.Header.Get(RequestIDHeader):
 			ok = s
 		case bad.Header.Get(RequestIDHeader):
@@ -100,15 +84,15 @@ func TestTraceWebhookSpan(t *testing.T) {
 	if ok.Name != "POST "+WebhookPath || ok.SpanKind != trace.SpanKindServer {
 		t.Fatalf("webhook span %q kind %v among %v", ok.Name, ok.SpanKind, spans.Snapshots())
 	}
-	a := spanAttrs(ok)
+	a := testsupport.SpanAttrs(ok)
 	if a[telemetry.AttrWebhookOutcome] != "applied" || a[telemetry.AttrPaymentID] != id || a[telemetry.AttrWebhookID] != "msg_traced" {
 		t.Fatalf("webhook span attributes %v", a)
 	}
-	if fa := spanAttrs(forged); fa[telemetry.AttrWebhookOutcome] != "invalid_signature" || fa[telemetry.AttrWebhookID] != "" || fa[telemetry.AttrPaymentID] != "" {
+	if fa := testsupport.SpanAttrs(forged); fa[telemetry.AttrWebhookOutcome] != "invalid_signature" || fa[telemetry.AttrWebhookID] != "" || fa[telemetry.AttrPaymentID] != "" {
 		t.Fatalf("forged delivery attributes %v", fa)
 	}
 	for _, s := range spans {
-		for k, v := range spanAttrs(s) {
+		for k, v := range testsupport.SpanAttrs(s) {
 			if strings.Contains(strings.ToLower(k), "signature") || strings.Contains(v, "v1,") {
 				t.Fatalf("span %q carries the signature: %s=%s", s.Name, k, v)
 			}
@@ -155,7 +139,7 @@ func TestTraceWebhookSpan(t *testing.T) {
 // never becomes a name.
 func TestTraceRouteNames(t *testing.T) {
 	t.Parallel()
-	tp, exp := newTracer(t)
+	tp, exp := testsupport.NewTracer(t)
 	e := startTraced(t, storage.Options{IdempotencyTTL: time.Hour}, tp)
 	for _, path := range []string{"/wp-login.php", "/v1/webhooks/provider/x"} {
 		resp, err := e.srv.Client().Get(e.srv.URL + path)
@@ -180,7 +164,7 @@ func TestTraceRouteNames(t *testing.T) {
 // attributes: one trace across both planes.
 func TestTraceAPIContinuesIntoGRPC(t *testing.T) {
 	t.Parallel()
-	tp, exp := newTracer(t)
+	tp, exp := testsupport.NewTracer(t)
 	e := startAPI(t, apiOpts{tp: tp})
 	const parentTrace, parentSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 	r := e.do(t, apiCall{method: "POST", path: PaymentsPath, body: createBody, key: ptrTo("k-traced-api"), headers: map[string]string{
@@ -235,7 +219,7 @@ func TestTraceAPIContinuesIntoGRPC(t *testing.T) {
 		t.Fatalf("chain: client parent %s (http %s), server parent %s (client %s)",
 			client.Parent.SpanID(), httpSpan.SpanContext.SpanID(), server.Parent.SpanID(), client.SpanContext.SpanID())
 	}
-	ha, sa := spanAttrs(httpSpan), spanAttrs(server)
+	ha, sa := testsupport.SpanAttrs(httpSpan), testsupport.SpanAttrs(server)
 	if ha[telemetry.AttrRequestID] != "rid-traced-api" || ha[telemetry.AttrPaymentID] == "" {
 		t.Fatalf("http span attributes %v", ha)
 	}
@@ -244,7 +228,7 @@ func TestTraceAPIContinuesIntoGRPC(t *testing.T) {
 		t.Fatalf("grpc server span attributes %v", sa)
 	}
 	for _, s := range spans {
-		for k, v := range spanAttrs(s) {
+		for k, v := range testsupport.SpanAttrs(s) {
 			if strings.Contains(v, auth.DevKey) || strings.Contains(v, "k-traced-api") || strings.Contains(strings.ToLower(k), "authorization") {
 				t.Fatalf("span %q leaks %s=%s", s.Name, k, v)
 			}
