@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -406,13 +407,7 @@ func (s commandStats) perCall(calls uint64) (string, float64) {
 	}
 	var parts []string
 	var inner int64
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for k := range s {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(s)) {
 		st := s[name]
 		if per := float64(st.calls) / float64(calls); per >= 0.005 {
 			parts = append(parts, fmt.Sprintf("%s %.2f", name, per))

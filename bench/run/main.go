@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -258,7 +257,7 @@ func (b *bench) run(memN int) error {
 				return err
 			}
 			s.serverCPU = procCPU(b.svcPid) - cpu0
-			cmds, err := redisCommands(b.rdb)
+			cmds, err := redisCommandStats(b.rdb)
 			if err != nil {
 				return err
 			}
@@ -279,7 +278,7 @@ func (b *bench) run(memN int) error {
 					return err
 				}
 				h.serverCPU = procCPU(b.svcPid) - cpu0
-				if h.redisCmds, err = redisCommands(b.rdb); err != nil {
+				if h.redisCmds, err = redisCommandStats(b.rdb); err != nil {
 					return err
 				}
 				httpResults[c] = h
@@ -642,7 +641,7 @@ type loadReport struct {
 		Error   string        `json:"error"`
 	} `json:"details"`
 
-	redisCmds map[string]int64 // Redis commands run during the run, by name
+	redisCmds commandStats // Redis commands run during the run, by name
 
 	ok      []time.Duration // latencies of the successful calls, sorted
 	replays int             // successful calls answered as replays (JSON API only)
@@ -719,38 +718,8 @@ func procCPU(pid int) time.Duration {
 // perCall is the Redis commands per call, by name ("-" for the no-op).
 // Health pings (one a second) are included and negligible.
 func (r *loadReport) perCall() string {
-	if r.redisCmds == nil || r.Count == 0 {
-		return "-"
-	}
-	names := slices.Sorted(maps.Keys(r.redisCmds))
-	var parts []string
-	for _, n := range names {
-		if per := float64(r.redisCmds[n]) / float64(r.Count); per >= 0.005 {
-			parts = append(parts, fmt.Sprintf("%s %.2f", n, per))
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-// redisCommands reads INFO commandstats: calls per command since the last
-// CONFIG RESETSTAT.
-func redisCommands(c *redis.Client) (map[string]int64, error) {
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	for _, l := range strings.Split(info, "\r\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(l, "cmdstat_"), ":calls=")
-		if !ok || name == "config" || name == "info" {
-			continue
-		}
-		calls, _, _ := strings.Cut(rest, ",")
-		if n, err := strconv.ParseInt(calls, 10, 64); err == nil {
-			out[name] = n
-		}
-	}
-	return out, nil
+	cmds, _ := r.redisCmds.perCall(r.Count)
+	return orDash(cmds)
 }
 
 func (b *bench) ghz(sc scenario, addr string, c int, d time.Duration) (*loadReport, error) {
